@@ -1,0 +1,61 @@
+# TA-auth0 — every developer and CI task starts here (`make help`).
+# Each target sets up what it needs (venvs, vendored lib/) by itself.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Splunk's two bundled Pythons (PLATFORM.md): 3.9 (Splunk 9.3-10.1) and 3.13
+# (10.2+, Cloud). Found through pyenv, never by a hard-coded path.
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null)
+PY39  ?= $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.9*/bin/python)))
+PY313 ?= $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python)))
+
+VERSION := $(shell sed -n 's/^version *= *//p' default/app.conf | head -1)
+PYTEST_ARGS ?=
+
+.PHONY: help demo test test-py39 test-py313 lint lib venvs clean check-pythons
+
+help:  ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -ts $$'\t'
+
+check-pythons:
+	@test -x "$(PY39)"  || { echo "ERROR: Python 3.9 not found under $(PYENV_ROOT)/versions (pyenv install 3.9)"; exit 1; }
+	@test -x "$(PY313)" || { echo "ERROR: Python 3.13 not found under $(PYENV_ROOT)/versions (pyenv install 3.13)"; exit 1; }
+
+# --- vendored runtime dependencies (pure Python only) -----------------------
+# Installed with the 3.9 pip: pip's --python-version does not filter by
+# Requires-Python, and a newer pip picks releases that need >= 3.10.
+lib: lib/.built  ## vendor the pinned runtime dependencies into lib/
+lib/.built: requirements.txt requirements-splunklib.txt scripts/build_lib.sh | check-pythons
+	PY39="$(PY39)" scripts/build_lib.sh lib
+	touch $@
+
+# --- venvs -------------------------------------------------------------------
+# .venvXX      : dev tools (pytest, trustme, ruff) for each Python
+# .venvXX-bare : an interpreter with nothing installed, like Splunk's own, to
+#                run the add-on under test (so a missing vendored module fails)
+venvs: .venv39/.ok .venv313/.ok .venv39-bare/.ok .venv313-bare/.ok
+.venv39/.ok: requirements-dev.txt | check-pythons
+	"$(PY39)" -m venv --clear .venv39 && .venv39/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt && touch $@
+.venv313/.ok: requirements-dev.txt | check-pythons
+	"$(PY313)" -m venv --clear .venv313 && .venv313/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt && touch $@
+.venv%-bare/.ok: | check-pythons
+	"$(PY$*)" -m venv --clear --without-pip .venv$*-bare && touch $@
+
+# --- the two commands --------------------------------------------------------
+demo: lib .venv313/.ok .venv313-bare/.ok  ## run the input once against a local seeded Auth0 tenant and show the events
+	.venv313/bin/python -m tests.demo --addon-python .venv313-bare/bin/python
+
+test: lint test-py39 test-py313  ## every test, on Python 3.9 and 3.13
+test-py39: lib .venv39/.ok .venv39-bare/.ok
+	ADDON_PYTHON=$(CURDIR)/.venv39-bare/bin/python .venv39/bin/python -m pytest $(PYTEST_ARGS)
+test-py313: lib .venv313/.ok .venv313-bare/.ok
+	ADDON_PYTHON=$(CURDIR)/.venv313-bare/bin/python .venv313/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: .venv313/.ok  ## ruff
+	.venv313/bin/ruff check bin tests scripts
+	.venv313/bin/ruff format --check bin tests scripts
+
+clean:  ## remove everything built
+	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,433 @@
+"""Every call to Auth0: token, log pages, user flag read and write.
+
+Built on auth0-python 4.13 (GetToken, Logs, Users) for request building and
+error parsing. Two things it does not do well enough for a collector, so we
+go around them here and only here:
+
+* its RestClient calls `requests.request()` for every call, a new TCP+TLS
+  connection per log page; `_PooledRestClient` sends through one
+  `requests.Session` per run instead;
+* it retries a 429 at most a second later, ignoring `X-RateLimit-Reset`;
+  we turn its retries off and pace ourselves on Auth0's rate-limit headers.
+
+Errors are typed (Auth0AuthError, Auth0ScopeError, RateLimited,
+Auth0Unavailable, CheckpointExpired, UserNotFound, Auth0RequestError) and
+their messages never contain the secret or a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, TypeVar
+from urllib.parse import quote
+
+import requests
+from auth0.authentication import GetToken
+from auth0.exceptions import Auth0Error as LibraryError
+from auth0.management import Logs, Users
+from auth0.rest import RestClient, RestClientOptions
+
+from .state import CachedToken
+
+log = logging.getLogger("ta_auth0")
+T = TypeVar("T")
+
+PAGE_SIZE = 100  # Auth0's maximum `take` in checkpoint mode
+TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
+# A Management API token lives 24 h by default; Auth0 rate-limits
+# /oauth/token and logs every token it issues, so a token is reused across
+# runs until it is this close to expiry (more than a run's time budget).
+TOKEN_RENEW_MARGIN = 30 * 60
+MAX_RETRIES = 5  # for 5xx, timeouts and dropped connections
+BACKOFF_CAP = 60.0
+MAX_WAIT = 300.0  # the longest single rate-limit wait before giving up the run
+
+
+class Auth0ApiError(Exception):
+    """Base of every error this module raises."""
+
+
+class Auth0AuthError(Auth0ApiError):
+    """Auth0 refused the credentials, or the application's access."""
+
+
+class Auth0ScopeError(Auth0ApiError):
+    """The token lacks a scope the call needs."""
+
+    def __init__(self, message: str, scope: Optional[str]) -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class RateLimited(Auth0ApiError):
+    """Still rate-limited when the run's time budget was spent."""
+
+
+class Auth0Unavailable(Auth0ApiError):
+    """Auth0 unreachable or failing (5xx, timeout, TLS, DNS) after retries."""
+
+
+class CheckpointExpired(Auth0ApiError):
+    """Auth0 answered 400 to a `from=<log_id>` read."""
+
+
+class UserNotFound(Auth0ApiError):
+    """404 for a user (deleted since the log was written)."""
+
+
+class Auth0RequestError(Auth0ApiError):
+    """Any other 4xx; carries the status and Auth0's error code."""
+
+    def __init__(self, message: str, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass
+class ApiStats:
+    calls: int = 0
+    rate_limited: int = 0
+    tokens_requested: int = 0
+    retries: int = 0
+
+
+class TokenCache:
+    """Where a token is kept between runs (the input's StateStore)."""
+
+    def token(self) -> Optional[CachedToken]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def save_token(self, token: Optional[CachedToken]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _PooledRestClient(RestClient):
+    """auth0-python's RestClient, sending through a shared requests.Session.
+
+    Only the transport is replaced: the library still builds the request
+    (headers, telemetry, JSON) and parses responses into its Auth0Error /
+    RateLimitError. No retry loop here: Auth0Client paces and retries. The
+    last response is kept for its rate-limit and Link headers.
+    """
+
+    def __init__(self, session: requests.Session, jwt: Optional[str], user_agent: str) -> None:
+        super().__init__(jwt, options=RestClientOptions(telemetry=True, timeout=TIMEOUT, retries=0))
+        self.base_headers["User-Agent"] = user_agent
+        self._session = session
+        self.last_response: Optional[requests.Response] = None
+
+    def _request(self, method, url, params=None, data=None, json=None, headers=None, files=None):
+        self.last_response = None
+        response = self._session.request(
+            method, url, params=params, data=data, json=json, headers=headers, files=files, timeout=self.options.timeout
+        )
+        self.last_response = response
+        return self._process_response(response)
+
+
+@dataclass
+class _Bucket:
+    """What the last response of a route group said about its rate limit."""
+
+    remaining: Optional[int] = None
+    reset_at: Optional[float] = None  # epoch seconds
+
+
+@dataclass
+class Auth0Client:
+    """One run's connection to a tenant: one session, one token, paced calls.
+
+    deadline: time.monotonic() value after which no wait starts; calls that
+    would have to wait past it raise RateLimited / Auth0Unavailable so the
+    run can end cleanly and continue next interval from its checkpoint.
+    """
+
+    domain: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    token_cache: TokenCache = field(repr=False)
+    deadline: float
+    proxy_url: Optional[str] = field(default=None, repr=False)
+    user_agent: str = "TA-auth0"
+    sleep: Callable[[float], None] = time.sleep
+    stats: ApiStats = field(default_factory=ApiStats)
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        if self.proxy_url:
+            self.session.proxies = {"http": self.proxy_url, "https": self.proxy_url}
+        self._token: Optional[CachedToken] = None
+        self._refreshed = False
+        self._buckets: dict[str, _Bucket] = {}
+        self._rest: Optional[_PooledRestClient] = None
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- token -----------------------------------------------------------------
+    @property
+    def audience(self) -> str:
+        return f"https://{self.domain}/api/v2/"
+
+    def token(self) -> CachedToken:
+        """The cached token if it is this client's and not near expiry, else a new one."""
+        if self._token is None:
+            cached = self.token_cache.token()
+            if cached and cached.client_id == self.client_id and cached.expires_at - time.time() > TOKEN_RENEW_MARGIN:
+                self._token = cached
+            else:
+                self._token = self._request_token()
+        return self._token
+
+    def granted_scopes(self) -> set[str]:
+        return set(self.token().scope.split())
+
+    def _request_token(self) -> CachedToken:
+        client = GetToken(self.domain, self.client_id, client_secret=self.client_secret)
+        client.client = self._rest_client(None)  # same pooled session (see _PooledRestClient)
+        self.stats.tokens_requested += 1
+        try:
+            answer = self._call("token", lambda: client.client_credentials(audience=self.audience), client.client)
+        except Auth0RequestError as exc:
+            raise self._token_error(exc) from None
+        if not isinstance(answer, dict) or not answer.get("access_token"):
+            raise Auth0Unavailable(f"Auth0 at {self.domain} answered the token request without an access token")
+        lifetime = float(answer.get("expires_in") or 86400)
+        token = CachedToken(answer["access_token"], time.time() + lifetime, self.client_id, answer.get("scope") or "")
+        self.token_cache.save_token(token)
+        return token
+
+    def _token_error(self, exc: Auth0RequestError) -> Auth0ApiError:
+        """/oauth/token answers 401 for a wrong id or secret and 403 when the
+        application may not use the Management API (or the audience is not
+        served on this domain)."""
+        detail = f"({exc.status} {exc.code})"
+        if exc.status == 401:
+            return Auth0AuthError(
+                f"Auth0 rejected client_id/client_secret for {self.domain} {detail}: check the Client ID and "
+                "Client Secret of the machine-to-machine application"
+            )
+        if exc.status == 403 and "Service not enabled" in str(exc):
+            return Auth0AuthError(
+                f"Auth0 at {self.domain} does not serve the Management API audience {self.audience} {detail}: "
+                "use the tenant's own domain (e.g. example.us.auth0.com), not a custom domain"
+            )
+        if exc.status == 403:
+            return Auth0AuthError(
+                f"the application {self.client_id} is not authorised for the Auth0 Management API on "
+                f"{self.domain} {detail}: in Auth0, Applications > APIs > Auth0 Management API > "
+                "Machine to Machine Applications, authorise it with read:logs, read:logs_users, read:users "
+                "and update:users_app_metadata"
+            )
+        return exc
+
+    def _renew_token(self) -> None:
+        """A 401 mid-run: one fresh token per run, then the error stands."""
+        self._refreshed = True
+        self.token_cache.save_token(None)
+        self._token = self._request_token()
+        self._rest = None
+
+    # -- logs --------------------------------------------------------------------
+    def logs_after(self, log_id: str) -> list[dict]:
+        """Up to PAGE_SIZE logs after `log_id`, in log_id order (checkpoint mode)."""
+        try:
+            page = self._api("logs", lambda rest: self._logs(rest).search(from_param=log_id, take=PAGE_SIZE))
+        except Auth0RequestError as exc:
+            if exc.status == 400:
+                raise CheckpointExpired(str(exc)) from None
+            raise
+        return _as_list(page)
+
+    def first_log(self, since_iso: Optional[str] = None, newest: bool = False) -> Optional[dict]:
+        """The oldest log (or the newest), optionally the first since a date.
+
+        Search mode, one result: the way to find where checkpoint mode starts.
+        """
+        query = f"date:[{since_iso} TO *]" if since_iso else None
+        page = self._api(
+            "logs",
+            lambda rest: self._logs(rest).search(
+                page=0, per_page=1, sort="date:-1" if newest else "date:1", q=query, include_totals=False
+            ),
+        )
+        logs = _as_list(page)
+        return logs[0] if logs else None
+
+    # -- users ---------------------------------------------------------------------
+    def user_flag(self, user_id: str, flag: str) -> Any:
+        """The user's app_metadata[flag], None when unset; UserNotFound if gone."""
+        user = self._api(
+            "users_read",
+            lambda rest: self._users(rest).get(quote(user_id, safe=""), fields=["user_id", "app_metadata"]),
+            not_found=True,
+        )
+        metadata = user.get("app_metadata") if isinstance(user, dict) else None
+        return metadata.get(flag) if isinstance(metadata, dict) else None
+
+    def set_user_flag(self, user_id: str, flag: str) -> None:
+        """PATCH only `{app_metadata: {flag: true}}`: Auth0 merges top-level
+        app_metadata keys, so every other key survives."""
+        self._api(
+            "users_write",
+            lambda rest: self._users(rest).update(quote(user_id, safe=""), {"app_metadata": {flag: True}}),
+            not_found=True,
+        )
+
+    # -- plumbing --------------------------------------------------------------------
+    def _rest_client(self, jwt: Optional[str]) -> _PooledRestClient:
+        return _PooledRestClient(self.session, jwt, self.user_agent)
+
+    def _logs(self, rest: _PooledRestClient) -> Logs:
+        logs = Logs(self.domain, rest.jwt or "")
+        logs.client = rest
+        return logs
+
+    def _users(self, rest: _PooledRestClient) -> Users:
+        users = Users(self.domain, rest.jwt or "")
+        users.client = rest
+        return users
+
+    def _api(self, group: str, call: Callable[[_PooledRestClient], T], not_found: bool = False) -> T:
+        """A Management API call with the current token; one renewal on 401."""
+        while True:
+            if self._rest is None:
+                self._rest = self._rest_client(self.token().access_token)
+            rest = self._rest
+            try:
+                return self._call(group, lambda rest=rest: call(rest), rest)
+            except Auth0RequestError as exc:
+                if exc.status == 401 and not self._refreshed:
+                    log.warning("Auth0 answered 401 to a %s call: requesting a fresh token once", group)
+                    self._renew_token()
+                    continue
+                if exc.status == 401:
+                    raise Auth0AuthError(
+                        f"Auth0 at {self.domain} refused a fresh access token (401 {exc.code}); "
+                        "check that the application is still authorised for the Management API"
+                    ) from None
+                if exc.status == 403 and exc.code == "insufficient_scope":
+                    scope = _needed_scope(str(exc))
+                    raise Auth0ScopeError(
+                        f"the application {self.client_id} lacks the {scope or 'needed'} scope on {self.domain}: "
+                        "add it under Applications > APIs > Auth0 Management API > Machine to Machine Applications",
+                        scope,
+                    ) from None
+                if exc.status == 404 and not_found:
+                    raise UserNotFound(str(exc)) from None
+                raise
+
+    def _call(self, group: str, send: Callable[[], T], rest: _PooledRestClient) -> T:
+        """Send once per attempt: pace on rate-limit headers, wait out 429s,
+        back off on 5xx and network errors. Raises only this module's errors."""
+        failures = 0
+        while True:
+            self._pace(group)
+            self.stats.calls += 1
+            try:
+                result = send()
+                self._remember_limits(group, rest.last_response)
+                return result
+            except LibraryError as exc:
+                self._remember_limits(group, rest.last_response)
+                status = exc.status_code or 0
+                if status == 429:
+                    self.stats.rate_limited += 1
+                    self._wait(group, _retry_after(exc.headers), f"Auth0 rate limit (429) on {group}", RateLimited)
+                    continue
+                if status >= 500:
+                    failures += 1
+                    self._backoff(group, failures, f"Auth0 answered {status} on {group}")
+                    continue
+                raise Auth0RequestError(
+                    f"Auth0 answered {status} {exc.error_code} on {group}: {exc.message}", status, str(exc.error_code)
+                ) from None
+            except requests.exceptions.SSLError as exc:
+                raise Auth0Unavailable(
+                    f"TLS failure talking to {self.domain}: {_reason(exc)}. The certificate is not trusted "
+                    "by this Splunk's CA bundle (or a proxy intercepts TLS)"
+                ) from None
+            except requests.exceptions.ProxyError as exc:
+                failures += 1
+                self._backoff(group, failures, f"proxy error reaching {self.domain}: {_reason(exc)}")
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                failures += 1
+                self._backoff(group, failures, f"cannot reach {self.domain}: {_reason(exc)}")
+
+    def _pace(self, group: str) -> None:
+        """Wait for the bucket to refill when the last answer said it was empty."""
+        bucket = self._buckets.get(group)
+        if bucket and bucket.remaining == 0 and bucket.reset_at:
+            delay = bucket.reset_at - time.time()
+            if delay > 0:
+                log.debug("rate limit for %s exhausted: waiting %.1fs for the reset", group, delay)
+                self._wait(group, delay, f"Auth0 rate limit for {group} exhausted", RateLimited)
+            bucket.remaining = None
+
+    def _remember_limits(self, group: str, response: Optional[requests.Response]) -> None:
+        if response is None:
+            return
+        remaining = _int_header(response.headers, "x-ratelimit-remaining")
+        reset = _int_header(response.headers, "x-ratelimit-reset")
+        if remaining is not None:
+            self._buckets[group] = _Bucket(remaining, float(reset) if reset is not None else None)
+
+    def _backoff(self, group: str, failures: int, reason: str) -> None:
+        if failures > MAX_RETRIES:
+            raise Auth0Unavailable(f"{reason}; gave up after {MAX_RETRIES} retries")
+        self.stats.retries += 1
+        self._wait(group, min(BACKOFF_CAP, 2.0 ** (failures - 1)), reason, Auth0Unavailable)
+
+    def _wait(self, group: str, seconds: float, reason: str, error: type) -> None:
+        seconds = max(0.0, min(seconds, MAX_WAIT))
+        if time.monotonic() + seconds > self.deadline:
+            raise error(f"{reason}; the run's time budget is spent, continuing next interval")
+        log.warning("%s: retrying %s in %.1fs", reason, group, seconds)
+        self.sleep(seconds)
+
+
+def _as_list(page: Any) -> list[dict]:
+    if isinstance(page, dict):  # search mode with totals
+        page = page.get("logs", [])
+    if not isinstance(page, list):
+        raise Auth0Unavailable(f"Auth0 answered a log read with {type(page).__name__}, not a list of logs")
+    return [entry for entry in page if isinstance(entry, dict)]
+
+
+def _retry_after(headers: Any) -> float:
+    """Seconds to wait after a 429: Retry-After, else X-RateLimit-Reset, else 1."""
+    headers = headers or {}
+    retry_after = _int_header(headers, "retry-after")
+    if retry_after is not None:
+        return max(1.0, float(retry_after))
+    reset = _int_header(headers, "x-ratelimit-reset")
+    if reset is not None:
+        return max(1.0, reset - time.time())
+    return 1.0
+
+
+def _int_header(headers: Any, name: str) -> Optional[int]:
+    try:
+        value = headers.get(name)
+        return int(float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _needed_scope(message: str) -> Optional[str]:
+    match = re.search(r"expected (?:any|all) of:\s*([\w:]+)", message)
+    return match.group(1) if match else None
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost cause, short: `requests` nests urllib3 errors deeply."""
+    text = str(exc)
+    for pattern in (r"\[SSL: [^\]]+\][^')\"]*", r"Name or service not known", r"Connection refused", r"timed out"):
+        match = re.search(pattern, text)
+        if match:
+            return match.group(0).strip()
+    return text[:200]

@@ -1,0 +1,186 @@
+"""The Splunk side: scheme, argument validation, and one run per process.
+
+splunkd starts `bin/auth0_activity.py` with `--scheme` (to build the Data
+inputs form), with `--validate-arguments` (when an admin saves the form) and
+with no argument to run an input, sending XML on stdin each time.
+splunklib's Script handles the protocol; this module wires a run together.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Mapping, Optional
+
+from splunklib.modularinput import Argument, EventWriter, Scheme, Script
+
+from . import app_version
+from .auth0_api import Auth0ApiError, Auth0Client, RateLimited
+from .collector import RUN_BUDGET_SECONDS, Collector, RunStats
+from .config import ConfigError, InputConfig, input_name, parse_config, proxy_password
+from .runlog import RunLog
+from .state import StateError, StateStore
+
+# A run that falls this far behind (with more logs still waiting) is warned
+# about: Auth0 keeps logs 1 day (free plan) to 30 days, then they are gone.
+LAG_WARNING_SECONDS = 12 * 3600
+
+_ARGUMENTS = (
+    ("domain", "Auth0 domain", "Tenant domain, e.g. example.us.auth0.com (no https://, no path).", True),
+    (
+        "client_id",
+        "Client ID",
+        "Client ID of a machine-to-machine application authorised for the Management API.",
+        True,
+    ),
+    (
+        "client_secret",
+        "Client secret",
+        "Its client secret. Stored in Splunk's credential store on first use; shown here as ********.",
+        True,
+    ),
+    (
+        "start_from",
+        "Start from",
+        "Where a new input starts: oldest (every log Auth0 still keeps), now, or a date/time such as "
+        "2026-11-18T09:00:00Z. Default: oldest.",
+        False,
+    ),
+    (
+        "update_metadata",
+        "Update the signed-up flag",
+        "true: set app_metadata.<flag> = true on each user once their event is in Splunk (as the Auth0 rule "
+        "did); false: only read it. Default: true.",
+        False,
+    ),
+    ("metadata_flag", "Flag name", "The app_metadata key that marks a user as signed up. Default: signedUp.", False),
+    (
+        "proxy_url",
+        "Proxy URL",
+        "Optional outbound proxy for every Auth0 call: http(s)://[user:password@]host:port.",
+        False,
+    ),
+    ("log_level", "Log level", "DEBUG, INFO, WARNING or ERROR for ta_auth0.log. Default: INFO.", False),
+)
+
+
+class Auth0ActivityInput(Script):
+    """The `auth0_activity` modular input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def get_scheme(self) -> Scheme:
+        scheme = Scheme("Auth0 activity")
+        scheme.description = (
+            "Successful Auth0 signups and logins (sourcetype auth0_activity), read from the tenant's logs "
+            "through the Management API; keeps each user's app_metadata signed-up flag in step."
+        )
+        scheme.use_external_validation = True
+        scheme.use_single_instance = False
+        scheme.streaming_mode = Scheme.streaming_mode_xml
+        for name, title, description, required in _ARGUMENTS:
+            argument = Argument(name, title=title, description=description)
+            argument.data_type = Argument.data_type_boolean if name == "update_metadata" else Argument.data_type_string
+            argument.required_on_create = required
+            argument.required_on_edit = False
+            scheme.add_argument(argument)
+        return scheme
+
+    def stream_events(self, inputs, ew: EventWriter) -> None:
+        # splunkd sends one stanza per process (use_single_instance = false).
+        for stanza, params in inputs.inputs.items():
+            if not run_input(stanza, params, inputs.metadata, ew):
+                self.failed = True
+
+
+def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, Optional[str]], writer) -> bool:
+    """Run one input once; log what happened; True when the run succeeded."""
+    runlog = RunLog(input_name(stanza), sys.stderr, os.environ.get("SPLUNK_HOME"))
+    log = runlog.logger
+    started = time.monotonic()
+    stats, api, status = RunStats(), None, "error"
+    try:
+        runlog.hide([str(params.get("client_secret") or ""), proxy_password(str(params.get("proxy_url") or ""))])
+        config = parse_config(stanza, params)
+        runlog.set_level(config.log_level)
+        with StateStore.open(metadata.get("checkpoint_dir") or ".", config.name, config.domain) as state:
+            api = _client(config, state, started + RUN_BUDGET_SECONDS)
+            collector = Collector(config, state, api, writer, stanza, started + RUN_BUDGET_SECONDS)
+            try:
+                stats = collector.run()
+                status = "ok"
+            except RateLimited as exc:
+                stats = collector.stats
+                status = "incomplete"
+                log.warning("run stopped early at log_id %s: %s", stats.last_log_id, exc)
+            except Auth0ApiError as exc:
+                stats = collector.stats
+                log.error("run failed at log_id %s: %s", stats.last_log_id or state_checkpoint(state) or "-", exc)
+            finally:
+                stats.flag_writes_pending = state.pending_count()
+                api.close()
+    except ConfigError as exc:
+        log.error("input %s is misconfigured, nothing collected: %s", input_name(stanza), exc)
+    except StateError as exc:
+        log.error("%s", exc)
+    except Exception as exc:
+        log.exception("run failed unexpectedly: %s: %s", type(exc).__name__, exc)
+    _summary(log, status, stats, api, time.monotonic() - started)
+    runlog.close()
+    return status != "error"
+
+
+def _client(config: InputConfig, state: StateStore, deadline: float) -> Auth0Client:
+    return Auth0Client(
+        domain=config.domain,
+        client_id=config.client_id,
+        client_secret=config.client_secret,
+        token_cache=state,
+        deadline=deadline,
+        proxy_url=config.proxy_url,
+        user_agent=f"TA-auth0/{app_version()}",
+    )
+
+
+def state_checkpoint(state: StateStore) -> Optional[str]:
+    checkpoint = state.checkpoint()
+    return checkpoint.log_id if checkpoint else None
+
+
+def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], duration: float) -> None:
+    """The one line per run SPEC §7 asks for, key=value for Splunk's extraction."""
+    lag = stats.lag_seconds(time.time())
+    api_stats = api.stats if api else None
+    fields = {
+        "status": status,
+        "logs_read": stats.logs_read,
+        "events_written": stats.events_written,
+        "signups": stats.signups,
+        "logins": stats.logins,
+        "flag_writes_done": stats.flag_writes_done,
+        "flag_writes_pending": stats.flag_writes_pending,
+        "api_calls": api_stats.calls if api_stats else 0,
+        "rate_limited": api_stats.rate_limited if api_stats else 0,
+        "tokens_requested": api_stats.tokens_requested if api_stats else 0,
+        "duration_s": f"{duration:.1f}",
+        "last_log_id": stats.last_log_id or "-",
+        "lag_s": "-" if lag is None else f"{lag:.0f}",
+        "caught_up": str(stats.caught_up).lower(),
+    }
+    line = "run summary: " + " ".join(f"{key}={value}" for key, value in fields.items())
+    log.log(40 if status == "error" else 30 if status == "incomplete" else 20, line)
+    if lag is not None and not stats.caught_up and lag > LAG_WARNING_SECONDS:
+        log.warning(
+            "the input is %.1f hours behind the tenant's newest logs; Auth0 keeps logs for 1 to 30 days by plan "
+            "and older ones are lost for good: check the rate limits and the interval",
+            lag / 3600,
+        )
+
+
+def main(argv: Optional[list] = None) -> int:
+    script = Auth0ActivityInput()
+    code = script.run(argv if argv is not None else sys.argv)
+    return code or (1 if script.failed else 0)
