@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Protocol, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -95,14 +95,25 @@ class ApiStats:
     retries: int = 0
 
 
-class TokenCache:
-    """Where a token is kept between runs (the input's StateStore)."""
+class TokenCache(Protocol):
+    """Where a token is kept between runs: the input's StateStore."""
 
-    def token(self) -> Optional[CachedToken]:  # pragma: no cover - interface
-        raise NotImplementedError
+    def token(self) -> Optional[CachedToken]: ...
 
-    def save_token(self, token: Optional[CachedToken]) -> None:  # pragma: no cover
-        raise NotImplementedError
+    def save_token(self, token: Optional[CachedToken]) -> None: ...
+
+
+class MemoryTokenCache:
+    """A token kept for one process only: argument validation has no state."""
+
+    def __init__(self) -> None:
+        self._token: Optional[CachedToken] = None
+
+    def token(self) -> Optional[CachedToken]:
+        return self._token
+
+    def save_token(self, token: Optional[CachedToken]) -> None:
+        self._token = token
 
 
 class _PooledRestClient(RestClient):
@@ -153,6 +164,7 @@ class Auth0Client:
     deadline: float
     proxy_url: Optional[str] = field(default=None, repr=False)
     user_agent: str = "TA-auth0"
+    retries: int = MAX_RETRIES  # for 5xx and network errors; validation uses 0
     sleep: Callable[[float], None] = time.sleep
     stats: ApiStats = field(default_factory=ApiStats)
 
@@ -377,15 +389,15 @@ class Auth0Client:
             self._buckets[group] = _Bucket(remaining, float(reset) if reset is not None else None)
 
     def _backoff(self, group: str, failures: int, reason: str) -> None:
-        if failures > MAX_RETRIES:
-            raise Auth0Unavailable(f"{reason}; gave up after {MAX_RETRIES} retries")
+        if failures > self.retries:
+            raise Auth0Unavailable(f"{reason}; gave up after {self.retries} retries" if self.retries else reason)
         self.stats.retries += 1
         self._wait(group, min(BACKOFF_CAP, 2.0 ** (failures - 1)), reason, Auth0Unavailable)
 
     def _wait(self, group: str, seconds: float, reason: str, error: type) -> None:
         seconds = max(0.0, min(seconds, MAX_WAIT))
         if time.monotonic() + seconds > self.deadline:
-            raise error(f"{reason}; the run's time budget is spent, continuing next interval")
+            raise error(f"{reason}; not retrying: the run's time budget is spent")
         log.warning("%s: retrying %s in %.1fs", reason, group, seconds)
         self.sleep(seconds)
 

@@ -16,15 +16,18 @@ from typing import Mapping, Optional
 from splunklib.modularinput import Argument, EventWriter, Scheme, Script
 
 from . import app_version
-from .auth0_api import Auth0ApiError, Auth0Client, RateLimited
+from .auth0_api import Auth0ApiError, Auth0Client, MemoryTokenCache, RateLimited
 from .collector import RUN_BUDGET_SECONDS, Collector, RunStats
-from .config import ConfigError, InputConfig, input_name, parse_config, proxy_password
+from .config import MASK, ConfigError, InputConfig, input_name, parse_config, proxy_password
+from .credentials import CredentialError, CredentialStore, resolve_secrets
 from .runlog import RunLog
 from .state import StateError, StateStore
 
 # A run that falls this far behind (with more logs still waiting) is warned
 # about: Auth0 keeps logs 1 day (free plan) to 30 days, then they are gone.
 LAG_WARNING_SECONDS = 12 * 3600
+# Saving the Data inputs form waits for validation: keep it short.
+VALIDATION_BUDGET_SECONDS = 20.0
 
 _ARGUMENTS = (
     ("domain", "Auth0 domain", "Tenant domain, e.g. example.us.auth0.com (no https://, no path).", True),
@@ -89,6 +92,9 @@ class Auth0ActivityInput(Script):
             scheme.add_argument(argument)
         return scheme
 
+    def validate_input(self, definition) -> None:
+        validate(definition.metadata.get("name") or "", definition.parameters, definition.metadata)
+
     def stream_events(self, inputs, ew: EventWriter) -> None:
         # splunkd sends one stanza per process (use_single_instance = false).
         for stanza, params in inputs.inputs.items():
@@ -106,8 +112,10 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
         runlog.hide([str(params.get("client_secret") or ""), proxy_password(str(params.get("proxy_url") or ""))])
         config = parse_config(stanza, params)
         runlog.set_level(config.log_level)
+        config = _with_secrets(config, metadata, log)
+        runlog.hide([config.client_secret, proxy_password(config.proxy_url)])
         with StateStore.open(metadata.get("checkpoint_dir") or ".", config.name, config.domain) as state:
-            api = _client(config, state, started + RUN_BUDGET_SECONDS)
+            api = _client(config, started + RUN_BUDGET_SECONDS, token_cache=state)
             collector = Collector(config, state, api, writer, stanza, started + RUN_BUDGET_SECONDS)
             try:
                 stats = collector.run()
@@ -124,6 +132,8 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
                 api.close()
     except ConfigError as exc:
         log.error("input %s is misconfigured, nothing collected: %s", input_name(stanza), exc)
+    except CredentialError as exc:
+        log.error("input %s: %s", input_name(stanza), exc)
     except StateError as exc:
         log.error("%s", exc)
     except Exception as exc:
@@ -133,16 +143,71 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
     return status != "error"
 
 
-def _client(config: InputConfig, state: StateStore, deadline: float) -> Auth0Client:
+def _with_secrets(config: InputConfig, metadata: Mapping[str, Optional[str]], log) -> InputConfig:
+    """Real secrets for this run; a typed secret moves to storage/passwords.
+
+    If the store cannot take a newly typed secret, the run still collects
+    with it (the admin gave it) and says so, every run, until it works."""
+    try:
+        store = CredentialStore(metadata.get("server_uri") or "", metadata.get("session_key") or "")
+        config, moved = resolve_secrets(config, store)
+    except CredentialError as exc:
+        if config.secret_is_masked or MASK in (config.proxy_url or ""):
+            raise
+        log.error("%s; the secret stays in plain text in inputs.conf until this works", exc)
+        return config
+    if moved:
+        log.info("moved %s into Splunk's credential store and masked it in the input's settings", ", ".join(moved))
+    return config
+
+
+def _client(config: InputConfig, deadline: float, token_cache=None, retries: Optional[int] = None) -> Auth0Client:
+    extra = {} if retries is None else {"retries": retries}
     return Auth0Client(
         domain=config.domain,
         client_id=config.client_id,
         client_secret=config.client_secret,
-        token_cache=state,
+        token_cache=token_cache if token_cache is not None else MemoryTokenCache(),
         deadline=deadline,
         proxy_url=config.proxy_url,
         user_agent=f"TA-auth0/{app_version()}",
+        **extra,
     )
+
+
+def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Optional[str]]) -> None:
+    """--validate-arguments: check the values, then try them against Auth0
+    (a token, its scopes, a one-log read). Raises with a message a person
+    can act on; the secret never appears in it."""
+    secrets = [str(params.get("client_secret") or ""), proxy_password(str(params.get("proxy_url") or ""))]
+    try:
+        config = parse_config(name, params)
+        if config.secret_is_masked or MASK in (config.proxy_url or ""):
+            # A later edit: the form shows the mask, the store has the secret.
+            store = CredentialStore(metadata.get("server_uri") or "", metadata.get("session_key") or "")
+            config, _ = resolve_secrets(config, store, move=False)
+            secrets += [config.client_secret, proxy_password(config.proxy_url)]
+        api = _client(config, time.monotonic() + VALIDATION_BUDGET_SECONDS, retries=0)
+        try:
+            missing = [scope for scope in config.required_scopes if scope not in api.granted_scopes()]
+            if missing:
+                raise ValueError(
+                    f"the application {config.client_id} lacks the {', '.join(missing)} scope"
+                    f"{'s' if len(missing) > 1 else ''} on {config.domain}: add "
+                    f"{'them' if len(missing) > 1 else 'it'} under Applications > APIs > Auth0 Management API > "
+                    "Machine to Machine Applications"
+                )
+            api.first_log(newest=True)
+        finally:
+            api.close()
+    except (ConfigError, CredentialError, Auth0ApiError, ValueError) as exc:
+        raise ValueError(_redact(str(exc), secrets)) from None
+
+
+def _redact(text: str, secrets) -> str:
+    for secret in sorted((s for s in secrets if s and s != MASK), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def state_checkpoint(state: StateStore) -> Optional[str]:

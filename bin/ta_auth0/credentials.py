@@ -1,0 +1,138 @@
+"""Secrets in Splunk's credential store (storage/passwords), masked in inputs.conf.
+
+Splunk's modular input scheme has no password type, so the client secret
+arrives as a plain parameter. The first run (or a run after the admin typed
+a new secret) stores it encrypted in storage/passwords and writes `********`
+back into the input's stanza; later runs find the mask and read the store.
+The same goes for a password inside `proxy_url`.
+
+Credentials live in the app's namespace (owner nobody, app TA-auth0), realm
+`TA-auth0`, user name = the input's name (`<name>#proxy` for the proxy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Optional
+from urllib.parse import quote, urlsplit
+
+from splunklib import binding, client
+
+from . import APP_NAME
+from .config import MASK, InputConfig
+
+REALM = APP_NAME
+INPUT_PATH = "data/inputs/auth0_activity/"
+
+
+class CredentialError(RuntimeError):
+    """The credential store could not give or take a secret."""
+
+
+class CredentialStore:
+    """storage/passwords and the input's stanza, through splunklib."""
+
+    def __init__(self, server_uri: str, session_key: str) -> None:
+        parts = urlsplit(server_uri or "")
+        if not parts.hostname or not session_key:
+            raise CredentialError("splunkd did not pass server_uri and session_key: cannot reach the credential store")
+        # A namespaced service: the SDK's default one (owner/app unset) cannot
+        # create credentials in the app.
+        self.service = client.Service(
+            scheme=parts.scheme or "https",
+            host=parts.hostname,
+            port=parts.port or 8089,
+            token=session_key,
+            owner="nobody",
+            app=APP_NAME,
+        )
+
+    def get(self, user: str) -> Optional[str]:
+        try:
+            return self.service.storage_passwords[_entry_name(user)].clear_password
+        except KeyError:
+            return None
+        except (binding.HTTPError, OSError) as exc:
+            raise CredentialError(f"cannot read the credential store: {_http_reason(exc)}") from None
+
+    def put(self, user: str, secret: str) -> None:
+        """Create the credential, or replace its password if it exists."""
+        try:
+            try:
+                entry = self.service.storage_passwords[_entry_name(user)]
+            except KeyError:
+                self.service.storage_passwords.create(secret, user, REALM)
+            else:
+                entry.update(password=secret)
+        except (binding.HTTPError, OSError, ValueError) as exc:
+            raise CredentialError(f"cannot write the credential store: {_http_reason(exc)}") from None
+
+    def mask_input(self, input_name: str, **masked: str) -> None:
+        """Write the masked values into the input's stanza (splunkd then
+        restarts the input; the new process reads the store)."""
+        try:
+            self.service.post(INPUT_PATH + quote(input_name, safe=""), **masked)
+        except (binding.HTTPError, OSError) as exc:
+            raise CredentialError(f"cannot mask the secret in the input's settings: {_http_reason(exc)}") from None
+
+
+def resolve_secrets(config: InputConfig, store: CredentialStore, move: bool = True) -> tuple[InputConfig, list[str]]:
+    """The config with real secrets in it, and the fields that were newly
+    moved into the store and masked (none when `move` is false: validation
+    only reads). Raises CredentialError."""
+    moved: dict[str, str] = {}
+    secret = config.client_secret
+    if secret == MASK:
+        secret = store.get(_user(config.name))
+        if secret is None:
+            raise CredentialError(
+                f"the client secret of input {config.name} is masked but missing from Splunk's credential store: "
+                "edit the input and type the client secret again"
+            )
+    elif move:
+        store.put(_user(config.name), secret)
+        moved["client_secret"] = MASK
+
+    proxy_url = config.proxy_url
+    proxy = urlsplit(proxy_url) if proxy_url else None
+    if proxy is not None and proxy.password:
+        user = _user(config.name) + "#proxy"
+        if proxy.password == MASK:
+            password = store.get(user)
+            if password is None:
+                raise CredentialError(
+                    f"the proxy password of input {config.name} is masked but missing from Splunk's credential "
+                    "store: edit the input and type the proxy URL again"
+                )
+            proxy_url = _with_password(proxy, password)
+        elif move:
+            store.put(user, proxy.password)
+            moved["proxy_url"] = _with_password(proxy, MASK)
+
+    if moved:
+        store.mask_input(config.name, **moved)
+    return dataclasses.replace(config, client_secret=secret, proxy_url=proxy_url), sorted(moved)
+
+
+def _with_password(parts, password: str) -> str:
+    netloc = f"{parts.username or ''}:{password}@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _user(name: str) -> str:
+    """The credential's user name for an input. splunklib 2.1.1 mishandles
+    ':' and '/' in credential names (entity paths come back unquoted), so
+    they are replaced."""
+    return re.sub(r"[:/\\]", "_", name)
+
+
+def _entry_name(user: str) -> str:
+    """storage/passwords names are `realm:user:`."""
+    return f"{REALM}:{user}:"
+
+
+def _http_reason(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or str(exc)
+    return f"{status} {reason}" if status else str(reason)

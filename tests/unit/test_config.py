@@ -1,0 +1,118 @@
+"""Parameters: every bad value gets a message a person can act on."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from ta_auth0.config import MASK, ConfigError, parse_config, redact_url
+
+GOOD = {"domain": "example.us.auth0.com", "client_id": "abcDEF123", "client_secret": "s3cret"}
+
+
+def parse(**changes):
+    params = dict(GOOD, **changes)
+    return parse_config("auth0_activity://prod", {k: v for k, v in params.items() if v is not None})
+
+
+def problem(**changes):
+    with pytest.raises(ConfigError) as caught:
+        parse(**changes)
+    return str(caught.value)
+
+
+def test_defaults():
+    config = parse()
+    assert config.name == "prod"
+    assert config.start_from == "oldest"
+    assert config.update_metadata is True
+    assert config.metadata_flag == "signedUp"
+    assert config.log_level == "INFO"
+    assert config.proxy_url is None
+    assert "update:users_app_metadata" in config.required_scopes
+
+
+@pytest.mark.parametrize(
+    "domain, expected",
+    [
+        ("Example.US.auth0.com", "example.us.auth0.com"),
+        ("login.example.com:443", "login.example.com:443"),
+        ("127.0.0.1:8443", "127.0.0.1:8443"),
+        ("tenant.auth0.com.", "tenant.auth0.com"),
+    ],
+)
+def test_good_domains(domain, expected):
+    assert parse(domain=domain).domain == expected
+
+
+@pytest.mark.parametrize(
+    "domain, words",
+    [
+        ("https://example.us.auth0.com/", "domain must be a host name like example.us.auth0.com"),
+        ("example.us.auth0.com/api", "domain must be a host name"),
+        ("exa mple.auth0.com", "domain must be a host name"),
+        ("example.auth0.com:0", "port must be a number from 1 to 65535"),
+        ("example.auth0.com:70000", "port must be a number from 1 to 65535"),
+        ("example.auth0.com:http", "port must be a number"),
+        ("localhost", "domain must be a host name"),
+        ("user@example.auth0.com", "domain must be a host name"),
+        ("-bad.auth0.com", "domain must be a host name"),
+        ("999.1.1.1", "domain must be a host name"),
+    ],
+)
+def test_bad_domains(domain, words):
+    assert words in problem(domain=domain)
+
+
+def test_required_values_named():
+    message = problem(domain="", client_id="", client_secret="")
+    assert "domain is required" in message
+    assert "client_id is required" in message
+    assert "client_secret is required" in message
+
+
+def test_start_from():
+    assert parse(start_from="NOW").start_from == "now"
+    assert parse(start_from="2026-11-18").start_from == datetime(2026, 11, 18, tzinfo=timezone.utc)
+    assert parse(start_from="2026-11-18T09:30:00Z").start_from == datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc)
+    assert parse(start_from="2026-11-18T10:30:00+01:00").start_from == datetime(
+        2026, 11, 18, 9, 30, tzinfo=timezone.utc
+    )
+    assert "start_from must be oldest, now or an ISO-8601 date/time" in problem(start_from="yesterday")
+    assert "got '2026-13-01'" in problem(start_from="2026-13-01")
+
+
+def test_booleans_and_levels():
+    assert parse(update_metadata="0").update_metadata is False
+    assert parse(update_metadata="False").update_metadata is False
+    assert "update_metadata must be true or false, got 'maybe'" in problem(update_metadata="maybe")
+    assert parse(log_level="warn").log_level == "WARNING"
+    assert "log_level must be one of DEBUG, INFO, WARNING, ERROR" in problem(log_level="LOUD")
+    assert "update:users_app_metadata" not in parse(update_metadata="false").required_scopes
+
+
+@pytest.mark.parametrize("flag", ["signed.up", "$set", "", "a b", "a" * 65, "1abc"])
+def test_bad_flag_names(flag):
+    if not flag.strip():
+        assert parse(metadata_flag=flag).metadata_flag == "signedUp"  # blank means the default
+    else:
+        assert "metadata_flag must be an app_metadata key name" in problem(metadata_flag=flag)
+
+
+def test_proxy_url_and_its_password_never_echoed():
+    assert parse(proxy_url="http://proxy.corp:3128").proxy_url == "http://proxy.corp:3128"
+    message = problem(proxy_url="ftp://bob:hunter2@proxy.corp:3128")
+    assert "proxy_url must look like http://proxy.example.com:3128" in message
+    assert "hunter2" not in message
+    assert "hunter2" not in problem(proxy_url="http://bob:hunter2@proxy.corp")  # no port
+    assert "must not have a path" in problem(proxy_url="http://proxy.corp:3128/x")
+    assert redact_url("http://bob:pw@h:1") == f"http://{MASK}@h:1"
+
+
+def test_secret_never_in_messages():
+    message = problem(domain="https://x/", start_from="bad", client_secret="TOPSECRET")
+    assert "TOPSECRET" not in message
+    assert "TOPSECRET" not in repr(parse(client_secret="TOPSECRET"))
+
+
+def test_mask_is_recognised():
+    assert parse(client_secret=MASK).secret_is_masked

@@ -1,0 +1,100 @@
+"""The per-input sqlite store: one query per page, atomic commits, 0600."""
+
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from ta_auth0.state import CachedToken, Checkpoint, StateStore, state_path
+
+
+@pytest.fixture
+def store(tmp_path):
+    with StateStore.open(str(tmp_path), "prod", "example.auth0.com") as opened:
+        yield opened
+
+
+def test_new_store_is_empty_and_private(store):
+    assert store.checkpoint() is None
+    assert store.known_users(["a"]) == set()
+    assert store.pending_flags() == []
+    assert store.token() is None
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+
+
+def test_path_is_per_input_and_domain(tmp_path):
+    base = str(tmp_path)
+    assert state_path(base, "prod", "a.auth0.com") != state_path(base, "prod", "b.auth0.com")
+    assert state_path(base, "prod", "a.auth0.com") != state_path(base, "test", "a.auth0.com")
+    assert os.path.dirname(state_path(base, "../../etc/x", "a.auth0.com")) == base
+
+
+def test_commit_page_moves_checkpoint_and_users_together(store):
+    store.commit_page(Checkpoint("0001", "2026-11-20T00:00:00.000Z"), ["u1", "u2"], ["u1"])
+    assert store.checkpoint() == Checkpoint("0001", "2026-11-20T00:00:00.000Z")
+    assert store.known_users(["u1", "u2", "u3"]) == {"u1", "u2"}
+    assert store.pending_flags() == ["u1"]
+    store.flag_done("u1")
+    assert store.pending_count() == 0
+
+
+def test_failed_commit_changes_nothing(store):
+    store.commit_page(Checkpoint("0001"), ["u1"], [])
+
+    def boom():
+        yield "u2"
+        raise RuntimeError("crash in the middle of a commit")
+
+    with pytest.raises(RuntimeError):
+        store.commit_page(Checkpoint("0002"), boom(), [])
+    assert store.checkpoint().log_id == "0001"
+    assert store.known_users(["u2"]) == set()
+
+
+def test_state_survives_reopen(tmp_path):
+    with StateStore.open(str(tmp_path), "prod", "d.auth0.com") as first:
+        first.commit_page(Checkpoint("0042"), ["u"], ["u"])
+        first.save_token(CachedToken("tok", 123.5, "cid", "read:logs"))
+        first.flag_failed("u", "429")
+    with StateStore.open(str(tmp_path), "prod", "d.auth0.com") as second:
+        assert second.checkpoint().log_id == "0042"
+        assert second.known_users(["u"]) == {"u"}
+        assert second.pending_flags() == ["u"]
+        assert second.token() == CachedToken("tok", 123.5, "cid", "read:logs")
+        second.save_token(None)
+        assert second.token() is None
+
+
+def test_known_users_handles_more_than_sqlite_parameter_limit(store):
+    ids = [f"u{i}" for i in range(1500)]
+    store.commit_page(None, ids, [])
+    assert store.known_users(ids + ["other"]) == set(ids)
+
+
+def test_known_users_lookup_is_indexed(store):
+    # The cost per page must not grow with what is stored: the lookup is a
+    # primary-key search, never a scan.
+    plan = store._db.execute("EXPLAIN QUERY PLAN SELECT user_id FROM known_users WHERE user_id IN (?)", ["x"])
+    assert "SCAN" not in " ".join(str(row) for row in plan)
+
+
+def test_pending_flags_oldest_first(store):
+    store.commit_page(None, [], ["b"])
+    store.commit_page(None, [], ["a"])
+    assert store.pending_flags(limit=1) == ["b"]
+
+
+def test_unreadable_location_says_so(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    from ta_auth0.state import StateError
+
+    with pytest.raises(StateError, match="cannot open the checkpoint file"):
+        StateStore.open(str(blocker), "prod", "d")
+
+
+def test_file_is_a_plain_sqlite_database(store):
+    store.commit_page(Checkpoint("7"), [], [])
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='last_log_id'").fetchone() == ("7",)
