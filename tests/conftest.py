@@ -2,18 +2,139 @@
 
 The add-on under test is the app folder named by ADDON_APP_DIR (default: this
 repository) run by the interpreter named by ADDON_PYTHON (default: the one
-running the tests; `make test` passes a bare venv with nothing installed, as
-Splunk's own Python has none of our dependencies).
+running the tests). See tests/addon.py.
 """
 
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP_DIR = os.path.abspath(os.environ.get("ADDON_APP_DIR") or REPO)
-ADDON_PYTHON = os.environ.get("ADDON_PYTHON") or sys.executable
+import pytest
+
+from tests.addon import APP_DIR, REPO
 
 # Unit tests import the add-on's package and its vendored libraries directly.
-for path in (os.path.join(APP_DIR, "lib"), os.path.join(APP_DIR, "bin"), REPO):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+for _path in (os.path.join(APP_DIR, "lib"), os.path.join(APP_DIR, "bin"), REPO):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from tests.addon import Result, addon_env, run_input, run_script, validation_xml  # noqa: E402
+from tests.fakes.certs import make_test_ca  # noqa: E402
+from tests.fakes.seed import MAIN_CLIENT_ID, MAIN_CLIENT_SECRET, load_seed  # noqa: E402
+from tests.fakes.splunkd import FakeSplunkd  # noqa: E402
+from tests.fakes.tenant import FakeTenant  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory):
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+class Bed:
+    """A seeded local Auth0 tenant, a fake splunkd, and the add-on between them.
+
+    `configure(name, **params)` writes an input stanza into the fake splunkd;
+    `run(name)` sends the add-on what splunkd would (the stanza as it is now,
+    so a masked secret stays masked) and returns the parsed Result.
+    """
+
+    def __init__(self, tenant, seed, splunkd, root: str, ca) -> None:
+        self.tenant = tenant
+        self.seed = seed
+        self.splunkd = splunkd
+        self.root = root
+        self.checkpoint_dir = os.path.join(root, "modinputs", "auth0_activity")
+        self.splunk_home = os.path.join(root, "splunk")
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        self.ca = ca
+        self.env = addon_env(ca.ca_bundle_path, self.splunk_home)
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.splunk_home, "var", "log", "splunk", "ta_auth0.log")
+
+    def base_params(self, **overrides) -> dict:
+        params = {
+            "domain": self.tenant.domain,
+            "client_id": MAIN_CLIENT_ID,
+            "client_secret": MAIN_CLIENT_SECRET,
+            # What splunkd adds to every stanza it sends.
+            "interval": "300",
+            "index": "auth0",
+            "host": "splunk-test",
+            "disabled": "0",
+            "python.version": "python3",
+        }
+        params.update(overrides)
+        return {key: value for key, value in params.items() if value is not None}
+
+    def configure(self, name: str = "prod", **overrides) -> dict:
+        params = self.base_params(**overrides)
+        self.splunkd.add_input(name, **params)
+        return params
+
+    def run(self, name: str = "prod", timeout: float = 120, **overrides) -> Result:
+        if overrides or not self._has_input(name):
+            self.configure(name, **overrides)
+        params = self.splunkd.input_params(name)
+        return run_input(
+            f"auth0_activity://{name}",
+            params,
+            self.checkpoint_dir,
+            self.env,
+            server_uri=self.splunkd.server_uri,
+            session_key=self.splunkd.session_key,
+            timeout=timeout,
+        )
+
+    def validate(self, name: str = "prod", **overrides):
+        params = self.base_params(**overrides)
+        document = validation_xml(name, params, self.splunkd.server_uri, self.splunkd.session_key, self.checkpoint_dir)
+        return run_script(["--validate-arguments"], document, self.env)
+
+    def _has_input(self, name: str) -> bool:
+        try:
+            self.splunkd.input_params(name)
+        except KeyError:
+            return False
+        return True
+
+
+@pytest.fixture
+def bed(ca, tmp_path):
+    with FakeTenant(ca=ca) as tenant, FakeSplunkd(ca.server_ssl_context()) as splunkd:
+        seed = load_seed(tenant)
+        yield Bed(tenant, seed, splunkd, str(tmp_path), ca)
+
+
+@pytest.fixture
+def empty_bed(ca, tmp_path):
+    """A tenant with the test applications and no users or logs."""
+    from tests.fakes.seed import add_test_clients
+
+    with FakeTenant(ca=ca) as tenant, FakeSplunkd(ca.server_ssl_context()) as splunkd:
+        add_test_clients(tenant)
+        yield Bed(tenant, None, splunkd, str(tmp_path), ca)
+
+
+@pytest.fixture(scope="session")
+def seeded_run_events(ca, tmp_path_factory):
+    """The events of one real run over the seeded tenant: each the event's
+    JSON data, with its stream metadata under "_meta"."""
+    root = str(tmp_path_factory.mktemp("seeded-run"))
+    with FakeTenant(ca=ca) as tenant, FakeSplunkd(ca.server_ssl_context()) as splunkd:
+        seed = load_seed(tenant)
+        result = Bed(tenant, seed, splunkd, root, ca).run()
+    assert result.returncode == 0, result.stderr
+    assert result.events, result.stderr
+    events = []
+    for event in result.events:
+        data = dict(event.data)
+        data["_meta"] = {
+            "source": event.source,
+            "sourcetype": event.sourcetype,
+            "host": event.host,
+            "index": event.index,
+            "time": event.time,
+        }
+        events.append(data)
+    return events

@@ -227,6 +227,7 @@ def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], dura
         "logins": stats.logins,
         "flag_writes_done": stats.flag_writes_done,
         "flag_writes_pending": stats.flag_writes_pending,
+        "flag_writes_skipped": stats.flags_skipped_deleted,
         "api_calls": api_stats.calls if api_stats else 0,
         "rate_limited": api_stats.rate_limited if api_stats else 0,
         "tokens_requested": api_stats.tokens_requested if api_stats else 0,

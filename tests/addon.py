@@ -1,0 +1,168 @@
+"""Run the add-on exactly as splunkd does: a subprocess, XML on stdin.
+
+`run_input` builds the `<input>` document splunkd sends to a modular input,
+starts `bin/auth0_activity.py` with the interpreter under test, and parses
+its stdout as the XML event stream splunkd would read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The app folder under test (the repo, or an unpacked package) and the
+# interpreter that runs it (make test passes a bare venv: nothing installed,
+# like Splunk's own Python as far as our dependencies go).
+APP_DIR = os.path.abspath(os.environ.get("ADDON_APP_DIR") or REPO)
+ADDON_PYTHON = os.environ.get("ADDON_PYTHON") or sys.executable
+SCRIPT = os.path.join(APP_DIR, "bin", "auth0_activity.py")
+
+
+@dataclass
+class Event:
+    """One `<event>` of the stream, with its JSON data decoded."""
+
+    data: dict
+    time: Optional[str]
+    host: Optional[str]
+    source: Optional[str]
+    sourcetype: Optional[str]
+    index: Optional[str]
+    stanza: Optional[str]
+    raw: str
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    events: List[Event] = field(default_factory=list)
+
+    @property
+    def log_ids(self) -> List[str]:
+        return [event.data["log_id"] for event in self.events]
+
+    def summary(self) -> Dict[str, str]:
+        """The key=value pairs of the run's summary line (stderr)."""
+        lines = [line for line in self.stderr.splitlines() if "run summary:" in line]
+        assert len(lines) == 1, f"expected one summary line, got {lines!r}\n{self.stderr}"
+        pairs = lines[0].split("run summary:", 1)[1].split()
+        return dict(pair.split("=", 1) for pair in pairs)
+
+
+def input_xml(
+    stanza: str,
+    params: Dict[str, str],
+    checkpoint_dir: str,
+    server_uri: str = "https://127.0.0.1:8089",
+    session_key: str = "no-session",
+) -> str:
+    """The document splunkd writes to a modular input's stdin in run mode."""
+    root = ET.Element("input")
+    for tag, text in (
+        ("server_host", "splunk-test"),
+        ("server_uri", server_uri),
+        ("session_key", session_key),
+        ("checkpoint_dir", checkpoint_dir),
+    ):
+        ET.SubElement(root, tag).text = text
+    configuration = ET.SubElement(root, "configuration")
+    element = ET.SubElement(configuration, "stanza", name=stanza, app="TA-auth0")
+    for name, value in params.items():
+        ET.SubElement(element, "param", name=name).text = value
+    return ET.tostring(root, encoding="unicode")
+
+
+def validation_xml(name: str, params: Dict[str, str], server_uri: str, session_key: str, checkpoint_dir: str) -> str:
+    """The document splunkd sends with --validate-arguments."""
+    root = ET.Element("items")
+    for tag, text in (
+        ("server_host", "splunk-test"),
+        ("server_uri", server_uri),
+        ("session_key", session_key),
+        ("checkpoint_dir", checkpoint_dir),
+    ):
+        ET.SubElement(root, tag).text = text
+    item = ET.SubElement(root, "item", name=name)
+    for key, value in params.items():
+        ET.SubElement(item, "param", name=key).text = value
+    return ET.tostring(root, encoding="unicode")
+
+
+def addon_env(ca_bundle: str, splunk_home: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """A clean environment: the test CA trusted, no proxy, no user site."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "pythonpath")
+    }
+    env.update(
+        {
+            "REQUESTS_CA_BUNDLE": ca_bundle,
+            "SPLUNK_HOME": splunk_home,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_script(args: List[str], stdin: str, env: Dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ADDON_PYTHON, SCRIPT, *args],
+        input=stdin.encode("utf-8"),
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        cwd="/",
+        check=False,
+    )
+
+
+def parse_stream(stdout: str) -> List[Event]:
+    """splunkd's view of stdout: one `<stream>` of `<event>`s (or nothing)."""
+    if not stdout.strip():
+        return []
+    root = ET.fromstring(stdout)
+    assert root.tag == "stream", stdout[:200]
+    events = []
+    for element in root:
+        assert element.tag == "event", element.tag
+        raw = element.findtext("data")
+        events.append(
+            Event(
+                data=json.loads(raw),
+                time=element.findtext("time"),
+                host=element.findtext("host"),
+                source=element.findtext("source"),
+                sourcetype=element.findtext("sourcetype"),
+                index=element.findtext("index"),
+                stanza=element.get("stanza"),
+                raw=raw,
+            )
+        )
+    return events
+
+
+def run_input(
+    stanza: str,
+    params: Dict[str, str],
+    checkpoint_dir: str,
+    env: Dict[str, str],
+    server_uri: str = "https://127.0.0.1:8089",
+    session_key: str = "no-session",
+    timeout: float = 120,
+) -> Result:
+    document = input_xml(stanza, params, checkpoint_dir, server_uri, session_key)
+    done = run_script([], document, env, timeout)
+    stdout = done.stdout.decode("utf-8")
+    return Result(done.returncode, stdout, done.stderr.decode("utf-8", "replace"), parse_stream(stdout))
