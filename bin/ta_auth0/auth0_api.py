@@ -41,7 +41,7 @@ TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 # /oauth/token and logs every token it issues, so a token is reused across
 # runs until it is this close to expiry (more than a run's time budget).
 TOKEN_RENEW_MARGIN = 30 * 60
-MAX_RETRIES = 5  # for 5xx, timeouts and dropped connections
+MAX_RETRIES = 4  # for 5xx, timeouts and dropped connections: 1+2+4+8 s of backoff
 BACKOFF_CAP = 60.0
 MAX_WAIT = 300.0  # the longest single rate-limit wait before giving up the run
 
@@ -395,7 +395,12 @@ class Auth0Client:
         self._wait(group, min(BACKOFF_CAP, 2.0 ** (failures - 1)), reason, Auth0Unavailable)
 
     def _wait(self, group: str, seconds: float, reason: str, error: type) -> None:
-        seconds = max(0.0, min(seconds, MAX_WAIT))
+        """Sleep before a retry, unless the wait is longer than MAX_WAIT or
+        would end past the run's deadline: then give up the run (the next
+        interval continues from the checkpoint)."""
+        seconds = max(0.0, seconds)
+        if seconds > MAX_WAIT:
+            raise error(f"{reason}; Auth0 asks to wait {seconds:.0f}s, longer than a run waits")
         if time.monotonic() + seconds > self.deadline:
             raise error(f"{reason}; not retrying: the run's time budget is spent")
         log.warning("%s: retrying %s in %.1fs", reason, group, seconds)

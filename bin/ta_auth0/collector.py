@@ -101,8 +101,9 @@ class Collector:
         while self._time_left():
             try:
                 page = self.api.logs_after(checkpoint.log_id)
+                full = len(page) == PAGE_SIZE
             except CheckpointExpired as exc:
-                page = self._restart_after_gap(checkpoint, exc)
+                page, full = self._restart_after_gap(checkpoint, exc), True  # one log: more may follow
             if not page:
                 self.stats.caught_up = True
                 return
@@ -111,7 +112,7 @@ class Collector:
             if moved == checkpoint:
                 raise Auth0Unavailable("Auth0 returned a page of logs without log_id: cannot move the checkpoint")
             checkpoint = moved
-            if len(page) < PAGE_SIZE:
+            if not full:  # a short page: nothing more for now
                 self.stats.caught_up = True
                 return
         log.info(
