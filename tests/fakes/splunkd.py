@@ -231,6 +231,12 @@ class FakeSplunkd:
         with self._lock:
             self._inputs[name] = {k: str(v) for k, v in params.items()}
 
+    def remove_input(self, name: str) -> None:
+        """Delete the stanza, as an admin deleting the input does (its
+        credential stays in storage/passwords, as in Splunk)."""
+        with self._lock:
+            del self._inputs[name]
+
     def input_params(self, name: str) -> dict[str, str]:
         """The stanza's keys as they are now (KeyError if there is none)."""
         with self._lock:

@@ -371,6 +371,7 @@ class FakeTenant:
         # state (all behind self._lock)
         self._clients: Dict[str, Dict[str, Any]] = {}
         self._tokens: Dict[str, Dict[str, Any]] = {}
+        self._all_tokens: List[str] = []
         self._users: Dict[str, Dict[str, Any]] = {}
         self._log_ids: List[str] = []
         self._logs: Dict[str, Dict[str, Any]] = {}
@@ -487,12 +488,19 @@ class FakeTenant:
             "expires_at": self._clock() + client["token_lifetime"],
         }
         self._tokens_issued += 1
+        self._all_tokens.append(token)
         return token
 
     def revoke_tokens(self) -> None:
         """Invalidate every token issued so far (a 401 mid-run)."""
         with self._lock:
             self._tokens.clear()
+
+    @property
+    def issued_token_values(self) -> List[str]:
+        """Every access token ever issued, revoked ones too (leak checks)."""
+        with self._lock:
+            return list(self._all_tokens)
 
     @property
     def tokens_issued(self) -> int:

@@ -1,0 +1,114 @@
+"""SPEC §3 external validation: every bad value gets its own clear message,
+the script exits non-zero, and the secret is never echoed."""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.addon import addon_env
+from tests.fakes.seed import (
+    LOGS_ONLY_CLIENT_ID,
+    LOGS_ONLY_CLIENT_SECRET,
+    MAIN_CLIENT_SECRET,
+    NO_GRANT_CLIENT_ID,
+    NO_GRANT_CLIENT_SECRET,
+)
+
+
+def message_of(done):
+    """The <error><message> splunkd shows in the form, or None on success."""
+    out = done.stdout.decode()
+    if done.returncode == 0:
+        assert out.strip() == "", out
+        return None
+    root = ET.fromstring(out)
+    assert root.tag == "error"
+    text = root.findtext("message")
+    assert text
+    for secret in (MAIN_CLIENT_SECRET, LOGS_ONLY_CLIENT_SECRET, NO_GRANT_CLIENT_SECRET, "typo-secret"):
+        assert secret not in out and secret not in done.stderr.decode()
+    return text
+
+
+def test_good_settings_pass(bed):
+    assert message_of(bed.validate()) is None
+    # Validation never writes state or events and does not spend a flag write.
+    assert bed.tenant.calls[("PATCH", "users_write")] == 0
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"domain": ""}, "domain is required"),
+        ({"domain": "https://example.us.auth0.com/"}, "domain must be a host name like example.us.auth0.com, got"),
+        ({"domain": "example.us.auth0.com/api/v2"}, "domain must be a host name"),
+        ({"domain": "example us.auth0.com"}, "domain must be a host name"),
+        ({"domain": "example.us.auth0.com:99999"}, "port must be a number from 1 to 65535"),
+        ({"start_from": "last tuesday"}, "start_from must be oldest, now or an ISO-8601 date/time"),
+        ({"metadata_flag": "signed.up"}, "metadata_flag must be an app_metadata key name"),
+        ({"update_metadata": "perhaps"}, "update_metadata must be true or false"),
+        ({"proxy_url": "socks5://127.0.0.1:1080"}, "proxy_url must look like http://proxy.example.com:3128"),
+    ],
+)
+def test_bad_values(bed, changes, expected):
+    assert expected in message_of(bed.validate(**changes))
+
+
+def test_connection_refused(bed):
+    text = message_of(bed.validate(domain="127.0.0.1:1"))
+    assert "cannot reach 127.0.0.1:1" in text and "Connection refused" in text
+
+
+def test_untrusted_certificate(bed):
+    bed.env = addon_env(_other_ca(bed), bed.splunk_home)  # trusts another CA, not the tenant's
+    text = message_of(bed.validate())
+    assert "TLS failure" in text and "not trusted" in text
+
+
+def _other_ca(bed):
+    from tests.fakes.certs import make_test_ca
+
+    return make_test_ca(bed.root + "/other-ca").ca_bundle_path
+
+
+def test_wrong_secret(bed):
+    text = message_of(bed.validate(client_secret="typo-secret"))
+    assert f"Auth0 rejected client_id/client_secret for {bed.tenant.domain} (401 access_denied)" in text
+
+
+def test_unknown_client(bed):
+    assert "Auth0 rejected client_id/client_secret" in message_of(bed.validate(client_id="nobody-knows-me"))
+
+
+def test_application_not_authorised_for_the_management_api(bed):
+    text = message_of(bed.validate(client_id=NO_GRANT_CLIENT_ID, client_secret=NO_GRANT_CLIENT_SECRET))
+    assert "is not authorised for the Auth0 Management API" in text
+    assert "(403 access_denied)" in text
+
+
+def test_missing_scopes_named(bed):
+    text = message_of(bed.validate(client_id=LOGS_ONLY_CLIENT_ID, client_secret=LOGS_ONLY_CLIENT_SECRET))
+    assert "lacks the read:logs_users, read:users, update:users_app_metadata scopes" in text
+    text = message_of(
+        bed.validate(client_id=LOGS_ONLY_CLIENT_ID, client_secret=LOGS_ONLY_CLIENT_SECRET, update_metadata="false")
+    )
+    assert "lacks the read:logs_users, read:users scopes" in text
+
+
+def test_mask_accepted_on_later_edits(bed):
+    bed.run()  # the first run stored the secret
+    assert message_of(bed.validate(client_secret="********")) is None
+
+
+def test_mask_without_stored_secret(bed):
+    assert "masked but missing from Splunk's credential store" in message_of(bed.validate(client_secret="********"))
+
+
+def test_run_mode_refuses_the_same_values_without_crash_looping(bed):
+    result = bed.run(domain="https://example.us.auth0.com/")
+    assert result.returncode != 0
+    assert result.events == []
+    error = [line for line in result.stderr.splitlines() if line.startswith("ERROR ")]
+    assert any("domain must be a host name like example.us.auth0.com" in line for line in error)
+    assert result.summary()["status"] == "error"
+    assert sum(bed.tenant.calls.values()) == 0  # it did not even try
