@@ -195,8 +195,10 @@ class Auth0Client:
                 self._token = self._request_token()
         return self._token
 
-    def granted_scopes(self) -> set[str]:
-        return set(self.token().scope.split())
+    def granted_scopes(self) -> Optional[set[str]]:
+        """The scopes Auth0 granted with the token, None if it did not say."""
+        scope = self.token().scope
+        return set(scope.split()) if scope else None
 
     def _request_token(self) -> CachedToken:
         client = GetToken(self.domain, self.client_id, client_secret=self.client_secret)

@@ -52,7 +52,7 @@ class RunStats:
     logins: int = 0
     flag_writes_done: int = 0
     flag_writes_pending: int = 0
-    flags_skipped_deleted: int = 0
+    flag_writes_skipped: int = 0
     last_log_id: Optional[str] = None
     newest_log_date: Optional[str] = None
     caught_up: bool = False
@@ -244,7 +244,7 @@ class Collector:
                     self.api.set_user_flag(uid, self.config.metadata_flag)
                 except UserNotFound:
                     log.info("user %s was deleted from Auth0 since its event: flag write skipped", uid)
-                    self.stats.flags_skipped_deleted += 1
+                    self.stats.flag_writes_skipped += 1
                 except (RateLimited, Auth0Unavailable) as exc:
                     self._pause_flags(uid, exc, logging.WARNING)
                     return

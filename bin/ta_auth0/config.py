@@ -114,7 +114,8 @@ def parse_config(stanza: str, params: Mapping[str, object]) -> InputConfig:
         metadata_flag=check(parse_flag_name, "metadata_flag", "signedUp"),
         proxy_url=check(parse_proxy_url, "proxy_url"),
         log_level=check(parse_log_level, "log_level", "INFO"),
-        index=text("index") or None,
+        # "default" names no index: leave it to splunkd's routing for the input.
+        index=None if text("index") in ("", "default") else text("index"),
     )
     if problems:
         raise ConfigError(problems)

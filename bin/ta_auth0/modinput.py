@@ -189,7 +189,8 @@ def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Opt
             secrets += [config.client_secret, proxy_password(config.proxy_url)]
         api = _client(config, time.monotonic() + VALIDATION_BUDGET_SECONDS, retries=0)
         try:
-            missing = [scope for scope in config.required_scopes if scope not in api.granted_scopes()]
+            granted = api.granted_scopes()
+            missing = [scope for scope in config.required_scopes if granted is not None and scope not in granted]
             if missing:
                 raise ValueError(
                     f"the application {config.client_id} lacks the {', '.join(missing)} scope"
@@ -227,7 +228,7 @@ def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], dura
         "logins": stats.logins,
         "flag_writes_done": stats.flag_writes_done,
         "flag_writes_pending": stats.flag_writes_pending,
-        "flag_writes_skipped": stats.flags_skipped_deleted,
+        "flag_writes_skipped": stats.flag_writes_skipped,
         "api_calls": api_stats.calls if api_stats else 0,
         "rate_limited": api_stats.rate_limited if api_stats else 0,
         "tokens_requested": api_stats.tokens_requested if api_stats else 0,

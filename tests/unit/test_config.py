@@ -116,3 +116,8 @@ def test_secret_never_in_messages():
 
 def test_mask_is_recognised():
     assert parse(client_secret=MASK).secret_is_masked
+
+
+def test_index_default_is_left_to_splunkd():
+    assert parse(index="default").index is None
+    assert parse(index="auth0").index == "auth0"
