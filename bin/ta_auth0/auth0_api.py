@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, TypeVar
+from typing import Any, Callable, Iterator, Optional, Protocol, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -176,9 +177,20 @@ class Auth0Client:
         self._refreshed = False
         self._buckets: dict[str, _Bucket] = {}
         self._rest: Optional[_PooledRestClient] = None
+        self._impatient = False
 
     def close(self) -> None:
         self.session.close()
+
+    @contextmanager
+    def no_rate_limit_waits(self) -> Iterator[None]:
+        """Inside, a call that would wait for a rate limit raises RateLimited
+        at once: flag writes between pages must not hold back log reading."""
+        self._impatient = True
+        try:
+            yield
+        finally:
+            self._impatient = False
 
     # -- token -----------------------------------------------------------------
     @property
@@ -401,6 +413,8 @@ class Auth0Client:
         would end past the run's deadline: then give up the run (the next
         interval continues from the checkpoint)."""
         seconds = max(0.0, seconds)
+        if self._impatient and error is RateLimited:
+            raise error(f"{reason}; deferred")
         if seconds > MAX_WAIT:
             raise error(f"{reason}; Auth0 asks to wait {seconds:.0f}s, longer than a run waits")
         if time.monotonic() + seconds > self.deadline:

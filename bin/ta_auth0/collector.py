@@ -79,10 +79,11 @@ class Collector:
         self._flags_paused = False
 
     def run(self) -> RunStats:
-        self._write_pending_flags()  # leftovers of earlier runs first
+        self._write_pending_flags(wait=False)  # leftovers of earlier runs first
         for page in self._pages():
             self._process(page)
-            self._write_pending_flags()
+            self._write_pending_flags(wait=False)
+        self._write_pending_flags(wait=True)  # caught up: now flags may wait for the rate limit
         self.stats.flag_writes_pending = self.state.pending_count()
         return self.stats
 
@@ -230,11 +231,20 @@ class Collector:
             stats.newest_log_date = _iso(max(dates))
 
     # -- flags -------------------------------------------------------------------------
-    def _write_pending_flags(self) -> None:
-        """Set the flag on users queued by committed pages. Failures stay queued
-        for a later run; they never hold back the events."""
+    def _write_pending_flags(self, wait: bool) -> None:
+        """Set the flag on users queued by committed pages. Between pages no
+        rate-limit wait is allowed (a limited bucket defers the rest to after
+        the last page); failures stay queued for a later run. Flags never
+        hold back the events."""
         if not self.config.update_metadata or self._flags_paused:
             return
+        if wait:
+            self._drain_flags(wait)
+        else:
+            with self.api.no_rate_limit_waits():
+                self._drain_flags(wait)
+
+    def _drain_flags(self, wait: bool) -> None:
         while self._time_left():
             batch = self.state.pending_flags(limit=PAGE_SIZE)
             if not batch:
@@ -245,7 +255,11 @@ class Collector:
                 except UserNotFound:
                     log.info("user %s was deleted from Auth0 since its event: flag write skipped", uid)
                     self.stats.flag_writes_skipped += 1
-                except (RateLimited, Auth0Unavailable) as exc:
+                except RateLimited as exc:
+                    if wait:
+                        self._pause_flags(uid, exc, logging.WARNING)
+                    return
+                except Auth0Unavailable as exc:
                     self._pause_flags(uid, exc, logging.WARNING)
                     return
                 except Auth0ApiError as exc:

@@ -197,3 +197,18 @@ def test_a_crash_mid_run_loses_nothing_and_replays_at_most_one_page(empty_bed):
     replayed = set(before) & set(after.log_ids)
     assert len(replayed) <= 100  # at most the page in flight
     assert after.log_ids == expected[len(expected) - len(after.log_ids) :]  # a suffix, in order
+
+
+def test_rate_limited_flag_writes_wait_until_the_logs_are_read(empty_bed):
+    tenant = empty_bed.tenant
+    generate_activity(tenant, 450, users=60)
+    tenant.set_rate_limit("users_write", limit=5, per_seconds=1.0)
+    result = empty_bed.run()
+    assert result.returncode == 0, result.stderr
+    assert result.log_ids == activity_ids(tenant)
+    assert result.summary()["flag_writes_pending"] == "0"  # the last drain may wait: it did
+    assert tenant.throttled == 0  # an empty bucket deferred the writes instead of earning 429s
+    order = [(method, path.split("?")[0]) for method, path, _ in tenant.requests]
+    last_page = max(i for i, (method, path) in enumerate(order) if path.endswith("/api/v2/logs"))
+    patches_after = sum(1 for method, _ in order[last_page:] if method == "PATCH")
+    assert patches_after > 5  # deferred past the last page, not written page by page at the limit's pace
