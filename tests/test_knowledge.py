@@ -634,6 +634,15 @@ def test_dashboard_searches_use_real_fields(spl_with_log):
             assert field in outputs[source], f"{name} shows {field!r}, which {source} does not output"
 
 
+def test_the_app_menu_opens_the_dashboard():
+    nav = ET.parse(DEFAULT / "data" / "ui" / "nav" / "default.xml").getroot()
+    views = [element.get("name") for element in nav.iter("view")]
+    ours = {path.stem for path in DASHBOARD.parent.glob("*.xml")}
+    # The rest are views every Splunk app has.
+    assert set(views) - ours <= {"search", "alerts", "dashboards", "reports", "datasets"}
+    assert [element.get("name") for element in nav.iter("view") if element.get("default") == "true"] == [DASHBOARD.stem]
+
+
 def saved_searches() -> Dict[str, Dict[str, str]]:
     return conf("savedsearches.conf")
 
@@ -695,6 +704,7 @@ def test_readme_searches_use_real_fields(spl_with_log):
         ("index=main sourcetype=syslog", "neither"),
         ('index=_internal source=*ta_auth0.log* status="success"', "success"),
         ('index=_internal source=*ta_auth0.log* "run finished:"', "run finished:"),
+        ('index=_internal source=*ta_auth0.log* | where like(log_message, "%fell out of retention%")', "fell out"),
         ("| tstats count where `auth0_index` sourcetype=auth0_activity by user", "user"),
         ("| tstats count from datamodel=Authentication by Authentication.src_user_role", "src_user_role"),
         ("`auth0_index` eventtype=auth0_signin", "auth0_signin"),
