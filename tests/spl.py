@@ -407,6 +407,12 @@ class Spl:
             self.need(field, state, where)
         for field, value in expr_comparisons(tree):
             self.check_value(field, value, state, case_sensitive=True)
+        phrases = state.dataset.phrases if state.dataset else None
+        for node in walk(tree):
+            if phrases is not None and node[0] == "call" and node[1] == "like" and node[2][1][0] == "str":
+                pattern = re.escape(node[2][1][1]).replace("%", ".*").replace("_", ".")
+                if not any(re.fullmatch(pattern, line.split(" ", 4)[-1], re.S) for line in phrases):
+                    raise SplError(f"like(..., {node[2][1][1]!r}) matches no line of ta_auth0.log from a real run")
         return tree
 
     # -- transforming commands
