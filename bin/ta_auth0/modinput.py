@@ -112,6 +112,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
         runlog.hide([str(params.get("client_secret") or ""), proxy_password(str(params.get("proxy_url") or ""))])
         config = parse_config(stanza, params)
         runlog.set_level(config.log_level)
+        runlog.set_domain(config.domain)
         config = _with_secrets(config, metadata, log)
         runlog.hide([config.client_secret, proxy_password(config.proxy_url)])
         with StateStore.open(metadata.get("checkpoint_dir") or ".", config.name, config.domain) as state:
@@ -138,7 +139,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
         log.error("%s", exc)
     except Exception as exc:
         log.exception("run failed unexpectedly: %s: %s", type(exc).__name__, exc)
-    _summary(log, status, stats, api, time.monotonic() - started)
+    _summary(log, status, stats, api, time.monotonic() - started, params.get("interval"))
     runlog.close()
     return status != "error"
 
@@ -216,7 +217,7 @@ def state_checkpoint(state: StateStore) -> Optional[str]:
     return checkpoint.log_id if checkpoint else None
 
 
-def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], duration: float) -> None:
+def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], duration: float, interval) -> None:
     """The one line per run SPEC §7 asks for, key=value for Splunk's extraction."""
     lag = stats.lag_seconds(time.time())
     api_stats = api.stats if api else None
@@ -236,6 +237,8 @@ def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], dura
         "last_log_id": stats.last_log_id or "-",
         "lag_s": "-" if lag is None else f"{lag:.0f}",
         "caught_up": str(stats.caught_up).lower(),
+        # seconds, or "-" for a cron schedule: lets an alert tell a stalled input
+        "interval_s": str(interval).strip() if str(interval or "").strip().isdigit() else "-",
     }
     line = "run summary: " + " ".join(f"{key}={value}" for key, value in fields.items())
     log.log(40 if status == "error" else 30 if status == "incomplete" else 20, line)

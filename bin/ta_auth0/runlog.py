@@ -9,6 +9,7 @@ every line, whatever the code that logged it.
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
@@ -26,12 +27,14 @@ MASK = "********"
 class _RedactingFormatter(logging.Formatter):
     """Formats on one line, then masks every registered secret."""
 
-    def __init__(self, fmt: str, secrets: list[str], splunk_levels: bool = False) -> None:
+    def __init__(self, fmt: str, secrets: list[str], context: dict, splunk_levels: bool = False) -> None:
         super().__init__(fmt)
         self._secrets = secrets
+        self._context = context
         self._splunk_levels = splunk_levels
 
     def format(self, record: logging.LogRecord) -> str:
+        record.context = " ".join(f"{key}={_quoted(value)}" for key, value in self._context.items())
         if self._splunk_levels:
             record.splunk_level = _SPLUNK_LEVELS.get(record.levelname, record.levelname)
         text = super().format(record).replace("\r", " ").replace("\n", " ")
@@ -45,6 +48,15 @@ class _RedactingFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}{time.strftime('%z', time.localtime(record.created))}"
 
 
+def _quoted(value: object) -> str:
+    """A value Splunk's key=value extraction reads whole: quoted if it has
+    spaces or quotes."""
+    text = str(value)
+    if not text or any(ch.isspace() or ch in '"=' for ch in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
 class RunLog:
     """The logger of one modular input process, with the secrets to hide."""
 
@@ -55,9 +67,13 @@ class RunLog:
         for handler in list(self.logger.handlers):
             self.logger.removeHandler(handler)
             handler.close()
-        context = f"pid={os.getpid()} input={input_name or '-'}"
+        # key=value context on every line, for Splunk's automatic extraction;
+        # the domain joins once the configuration is read (set_domain).
+        self.context = {"pid": os.getpid(), "input": input_name or "-"}
         err = logging.StreamHandler(stderr)
-        err.setFormatter(_RedactingFormatter(f"%(splunk_level)s {context} %(message)s", self.secrets, True))
+        err.setFormatter(
+            _RedactingFormatter("%(splunk_level)s %(context)s %(message)s", self.secrets, self.context, True)
+        )
         self.logger.addHandler(err)
         self.path = None
         if splunk_home:
@@ -72,10 +88,13 @@ class RunLog:
                 self.path = None
             else:
                 handler.setFormatter(
-                    _RedactingFormatter(f"%(asctime)s %(levelname)s {context} %(message)s", self.secrets)
+                    _RedactingFormatter("%(asctime)s %(levelname)s %(context)s %(message)s", self.secrets, self.context)
                 )
                 self.logger.addHandler(handler)
         self.set_level("INFO")
+
+    def set_domain(self, domain: str) -> None:
+        self.context["domain"] = domain
 
     def set_level(self, level: str) -> None:
         self.logger.setLevel(getattr(logging, level, logging.INFO))
