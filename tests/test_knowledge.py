@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT = REPO / "default"
 DASHBOARD = DEFAULT / "data" / "ui" / "views" / "auth0_activity.xml"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "knowledge"
-README_FILES = (REPO / "README.md", REPO / "docs" / "README-search.md")
+README_FILES = (REPO / "README.md",)
 
 # SPEC §4 and the collector's contract: the keys of every event, in order.
 CONTRACT_KEYS = (
