@@ -56,6 +56,14 @@ lint: .venv313/.ok  ## ruff
 	.venv313/bin/ruff check bin tests scripts
 	.venv313/bin/ruff format --check bin tests scripts
 
+# --- the package and AppInspect ---------------------------------------------
+# Always rebuilt (2-3 s): the archive must be what the tree and the pins say
+# now, with lib/ vendored fresh, never a stale one.
+.PHONY: package
+PACKAGE := dist/TA-auth0-$(VERSION).tgz
+package: | check-pythons  ## build dist/TA-auth0-<version>.tgz (app files + fresh pure-Python lib/)
+	PY39="$(PY39)" scripts/package.sh dist
+
 clean:  ## remove everything built
 	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
