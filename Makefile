@@ -59,10 +59,19 @@ lint: .venv313/.ok  ## ruff
 # --- the package and AppInspect ---------------------------------------------
 # Always rebuilt (2-3 s): the archive must be what the tree and the pins say
 # now, with lib/ vendored fresh, never a stale one.
-.PHONY: package
+.PHONY: package inspect
 PACKAGE := dist/TA-auth0-$(VERSION).tgz
 package: | check-pythons  ## build dist/TA-auth0-<version>.tgz (app files + fresh pure-Python lib/)
 	PY39="$(PY39)" scripts/package.sh dist
+
+# AppInspect pins old libraries of its own: a venv of its own (Python 3.13).
+.venv-inspect/.ok: requirements-inspect.txt | check-pythons
+	"$(PY313)" -m venv --clear .venv-inspect && .venv-inspect/bin/python -m pip install -q --disable-pip-version-check -r requirements-inspect.txt
+	.venv-inspect/bin/python -c "import magic" || { echo "ERROR: AppInspect needs libmagic1 (apt-get install libmagic1)"; exit 1; }
+	touch $@
+
+inspect: package .venv-inspect/.ok  ## AppInspect the package, precert + cloud; fail on any failure, error or future failure
+	.venv-inspect/bin/python scripts/run_appinspect.py $(PACKAGE) --out-dir build/appinspect
 
 clean:  ## remove everything built
 	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .pytest_cache .ruff_cache
