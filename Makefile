@@ -59,7 +59,7 @@ lint: .venv313/.ok  ## ruff
 # --- the package and AppInspect ---------------------------------------------
 # Always rebuilt (2-3 s): the archive must be what the tree and the pins say
 # now, with lib/ vendored fresh, never a stale one.
-.PHONY: package inspect
+.PHONY: package inspect test-package
 PACKAGE := dist/TA-auth0-$(VERSION).tgz
 package: | check-pythons  ## build dist/TA-auth0-<version>.tgz (app files + fresh pure-Python lib/)
 	PY39="$(PY39)" scripts/package.sh dist
@@ -72,6 +72,15 @@ package: | check-pythons  ## build dist/TA-auth0-<version>.tgz (app files + fres
 
 inspect: package .venv-inspect/.ok  ## AppInspect the package, precert + cloud; fail on any failure, error or future failure
 	.venv-inspect/bin/python scripts/run_appinspect.py $(PACKAGE) --out-dir build/appinspect
+
+# The whole suite against the unpacked archive (ADDON_APP_DIR), run by bare
+# 3.9 and 3.13 venvs: a module missing from the vendored lib/ fails here.
+test-package: package .venv39/.ok .venv313/.ok .venv39-bare/.ok .venv313-bare/.ok  ## every test against the unpacked package, on bare Python 3.9 and 3.13
+	rm -rf build/pkgtest && mkdir -p build/pkgtest && tar -xzf $(PACKAGE) -C build/pkgtest
+	ADDON_APP_DIR=$(CURDIR)/build/pkgtest/TA-auth0 TA_AUTH0_PACKAGE=$(CURDIR)/$(PACKAGE) \
+	  ADDON_PYTHON=$(CURDIR)/.venv39-bare/bin/python .venv39/bin/python -m pytest $(PYTEST_ARGS)
+	ADDON_APP_DIR=$(CURDIR)/build/pkgtest/TA-auth0 TA_AUTH0_PACKAGE=$(CURDIR)/$(PACKAGE) \
+	  ADDON_PYTHON=$(CURDIR)/.venv313-bare/bin/python .venv313/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:  ## remove everything built
 	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .pytest_cache .ruff_cache
