@@ -212,3 +212,18 @@ def test_rate_limited_flag_writes_wait_until_the_logs_are_read(empty_bed):
     last_page = max(i for i, (method, path) in enumerate(order) if path.endswith("/api/v2/logs"))
     patches_after = sum(1 for method, _ in order[last_page:] if method == "PATCH")
     assert patches_after > 5  # deferred past the last page, not written page by page at the limit's pace
+
+
+def test_a_python_without_sqlite3_says_so_in_one_line(bed, tmp_path):
+    # Shadow the stdlib module the way a Python built without it behaves.
+    shadow = tmp_path / "no-sqlite"
+    (shadow / "sqlite3").mkdir(parents=True)
+    (shadow / "sqlite3" / "__init__.py").write_text("raise ImportError('No module named _sqlite3')\n")
+    bed.env = dict(bed.env, PYTHONPATH=str(shadow))
+    result = bed.run()
+    assert result.returncode != 0
+    assert result.events == []
+    errors = [line for line in result.stderr.splitlines() if "sqlite3" in line]
+    assert len(errors) == 1 and errors[0].startswith("ERROR ")
+    assert "splunk cmd python3" in errors[0]  # and how to check
+    assert result.summary()["status"] == "error"
