@@ -65,14 +65,7 @@ def input_xml(
     session_key: str = "no-session",
 ) -> str:
     """The document splunkd writes to a modular input's stdin in run mode."""
-    root = ET.Element("input")
-    for tag, text in (
-        ("server_host", "splunk-test"),
-        ("server_uri", server_uri),
-        ("session_key", session_key),
-        ("checkpoint_dir", checkpoint_dir),
-    ):
-        ET.SubElement(root, tag).text = text
+    root = _with_metadata("input", server_uri, session_key, checkpoint_dir)
     configuration = ET.SubElement(root, "configuration")
     element = ET.SubElement(configuration, "stanza", name=stanza, app="TA-auth0")
     for name, value in params.items():
@@ -82,18 +75,24 @@ def input_xml(
 
 def validation_xml(name: str, params: Dict[str, str], server_uri: str, session_key: str, checkpoint_dir: str) -> str:
     """The document splunkd sends with --validate-arguments."""
-    root = ET.Element("items")
-    for tag, text in (
+    root = _with_metadata("items", server_uri, session_key, checkpoint_dir)
+    item = ET.SubElement(root, "item", name=name)
+    for key, value in params.items():
+        ET.SubElement(item, "param", name=key).text = value
+    return ET.tostring(root, encoding="unicode")
+
+
+def _with_metadata(tag: str, server_uri: str, session_key: str, checkpoint_dir: str) -> ET.Element:
+    """The root element with what splunkd tells every invocation."""
+    root = ET.Element(tag)
+    for name, text in (
         ("server_host", "splunk-test"),
         ("server_uri", server_uri),
         ("session_key", session_key),
         ("checkpoint_dir", checkpoint_dir),
     ):
-        ET.SubElement(root, tag).text = text
-    item = ET.SubElement(root, "item", name=name)
-    for key, value in params.items():
-        ET.SubElement(item, "param", name=key).text = value
-    return ET.tostring(root, encoding="unicode")
+        ET.SubElement(root, name).text = text
+    return root
 
 
 def addon_env(ca_bundle: str, splunk_home: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:

@@ -50,28 +50,14 @@ def main(argv=None) -> int:
 
             print(f"Local Auth0 tenant: https://{tenant.domain} ({len(tenant.logs)} logs, {len(before)} users)")
             print(f"Running: {args.addon_python} bin/auth0_activity.py < input XML (as splunkd does)\n")
-            result = addon.run_input(
-                "auth0_activity://demo",
-                splunkd.input_params("demo"),
-                checkpoint_dir,
-                env,
-                server_uri=splunkd.server_uri,
-                session_key=splunkd.session_key,
-            )
+            result = run_once(splunkd, checkpoint_dir, env)
             show_events(result.events)
             show_flags(tenant, before)
             print("\nThe input's log (stderr -> splunkd.log; also $SPLUNK_HOME/var/log/splunk/ta_auth0.log):")
             print("  " + result.stderr.strip().replace("\n", "\n  "))
             print(f"\nThe stanza's client_secret is now {splunkd.input_params('demo')['client_secret']!r};")
             print(f"the secret is in storage/passwords under {sorted(splunkd.passwords)}.")
-            second = addon.run_input(
-                "auth0_activity://demo",
-                splunkd.input_params("demo"),
-                checkpoint_dir,
-                env,
-                server_uri=splunkd.server_uri,
-                session_key=splunkd.session_key,
-            )
+            second = run_once(splunkd, checkpoint_dir, env)
             print(
                 f"\nA second run: {len(second.events)} new events, "
                 f"{tenant.tokens_issued} token requested in all, summary: {second.summary()}"
@@ -82,6 +68,18 @@ def main(argv=None) -> int:
             print(f"\nKept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def run_once(splunkd, checkpoint_dir: str, env: dict):
+    """One run, sent the stanza as splunkd has it now (masked after the first)."""
+    return addon.run_input(
+        "auth0_activity://demo",
+        splunkd.input_params("demo"),
+        checkpoint_dir,
+        env,
+        server_uri=splunkd.server_uri,
+        session_key=splunkd.session_key,
+    )
 
 
 def show_events(events) -> None:
