@@ -166,7 +166,6 @@ class Auth0Client:
     proxy_url: Optional[str] = field(default=None, repr=False)
     user_agent: str = "TA-auth0"
     retries: int = MAX_RETRIES  # for 5xx and network errors; validation uses 0
-    sleep: Callable[[float], None] = time.sleep
     stats: ApiStats = field(default_factory=ApiStats)
 
     def __post_init__(self) -> None:
@@ -237,6 +236,8 @@ class Auth0Client:
                 f"Auth0 rejected client_id/client_secret for {self.domain} {detail}: check the Client ID and "
                 "Client Secret of the machine-to-machine application"
             )
+        # Auth0 gives both 403s the code access_denied; only its description
+        # tells the unserved audience (a custom domain) from a missing grant.
         if exc.status == 403 and "Service not enabled" in str(exc):
             return Auth0AuthError(
                 f"Auth0 at {self.domain} does not serve the Management API audience {self.audience} {detail}: "
@@ -380,9 +381,15 @@ class Auth0Client:
             except requests.exceptions.ProxyError as exc:
                 failures += 1
                 self._backoff(group, failures, f"proxy error reaching {self.domain}: {_reason(exc)}")
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-answer
+            ) as exc:
                 failures += 1
                 self._backoff(group, failures, f"cannot reach {self.domain}: {_reason(exc)}")
+            except requests.exceptions.RequestException as exc:
+                raise Auth0Unavailable(f"request to {self.domain} failed: {_reason(exc)}") from None
 
     def _pace(self, group: str) -> None:
         """Wait for the bucket to refill when the last answer said it was empty."""
@@ -390,8 +397,8 @@ class Auth0Client:
         if bucket and bucket.remaining == 0 and bucket.reset_at:
             delay = bucket.reset_at - time.time()
             if delay > 0:
-                log.debug("rate limit for %s exhausted: waiting %.1fs for the reset", group, delay)
-                self._wait(group, delay, f"Auth0 rate limit for {group} exhausted", RateLimited)
+                # Pacing is routine, not a problem: logged at DEBUG only.
+                self._wait(group, delay, f"Auth0 rate limit for {group} exhausted", RateLimited, logging.DEBUG)
             bucket.remaining = None
 
     def _remember_limits(self, group: str, response: Optional[requests.Response]) -> None:
@@ -408,7 +415,7 @@ class Auth0Client:
         self.stats.retries += 1
         self._wait(group, min(BACKOFF_CAP, 2.0 ** (failures - 1)), reason, Auth0Unavailable)
 
-    def _wait(self, group: str, seconds: float, reason: str, error: type) -> None:
+    def _wait(self, group: str, seconds: float, reason: str, error: type, level: int = logging.WARNING) -> None:
         """Sleep before a retry, unless the wait is longer than MAX_WAIT or
         would end past the run's deadline: then give up the run (the next
         interval continues from the checkpoint)."""
@@ -419,8 +426,8 @@ class Auth0Client:
             raise error(f"{reason}; Auth0 asks to wait {seconds:.0f}s, longer than a run waits")
         if time.monotonic() + seconds > self.deadline:
             raise error(f"{reason}; not retrying: the run's time budget is spent")
-        log.warning("%s: retrying %s in %.1fs", reason, group, seconds)
-        self.sleep(seconds)
+        log.log(level, "%s: retrying %s in %.1fs", reason, group, seconds)
+        time.sleep(seconds)
 
 
 def _as_list(page: Any) -> list[dict]:
