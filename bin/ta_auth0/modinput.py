@@ -16,7 +16,7 @@ from typing import Mapping, Optional
 from splunklib.modularinput import Argument, EventWriter, Scheme, Script
 
 from . import app_version
-from .auth0_api import Auth0ApiError, Auth0Client, MemoryTokenCache, RateLimited
+from .auth0_api import MAX_RETRIES, Auth0ApiError, Auth0Client, MemoryTokenCache, RateLimited
 from .collector import RUN_BUDGET_SECONDS, Collector, RunStats
 from .config import MASK, ConfigError, InputConfig, input_name, parse_config, proxy_password
 from .credentials import CredentialError, CredentialStore, resolve_secrets
@@ -162,8 +162,7 @@ def _with_secrets(config: InputConfig, metadata: Mapping[str, Optional[str]], lo
     return config
 
 
-def _client(config: InputConfig, deadline: float, token_cache=None, retries: Optional[int] = None) -> Auth0Client:
-    extra = {} if retries is None else {"retries": retries}
+def _client(config: InputConfig, deadline: float, token_cache=None, retries: int = MAX_RETRIES) -> Auth0Client:
     return Auth0Client(
         domain=config.domain,
         client_id=config.client_id,
@@ -172,7 +171,7 @@ def _client(config: InputConfig, deadline: float, token_cache=None, retries: Opt
         deadline=deadline,
         proxy_url=config.proxy_url,
         user_agent=f"TA-auth0/{app_version()}",
-        **extra,
+        retries=retries,
     )
 
 
