@@ -77,10 +77,13 @@ class CredentialStore:
             raise CredentialError(f"cannot mask the secret in the input's settings: {_http_reason(exc)}") from None
 
 
-def resolve_secrets(config: InputConfig, store: CredentialStore, move: bool = True) -> tuple[InputConfig, list[str]]:
-    """The config with real secrets in it, and the fields that were newly
-    moved into the store and masked (none when `move` is false: validation
-    only reads). Raises CredentialError."""
+def resolve_secrets(
+    config: InputConfig, store: CredentialStore, move: bool = True, mask: bool = True
+) -> tuple[InputConfig, list[str]]:
+    """The config with real secrets in it, and the fields whose typed secret
+    was newly stored (`move`) and masked in the stanza (`mask`; validation
+    cannot mask: splunkd writes the form's values after it). Raises
+    CredentialError."""
     moved: dict[str, str] = {}
     secret = config.client_secret
     if secret == MASK:
@@ -110,7 +113,7 @@ def resolve_secrets(config: InputConfig, store: CredentialStore, move: bool = Tr
             store.put(user, proxy.password)
             moved["proxy_url"] = _with_password(proxy, MASK)
 
-    if moved:
+    if moved and mask:
         store.mask_input(config.name, **moved)
     return dataclasses.replace(config, client_secret=secret, proxy_url=proxy_url), sorted(moved)
 

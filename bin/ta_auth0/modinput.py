@@ -8,6 +8,7 @@ splunklib's Script handles the protocol; this module wires a run together.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -150,8 +151,7 @@ def _with_secrets(config: InputConfig, metadata: Mapping[str, Optional[str]], lo
     If the store cannot take a newly typed secret, the run still collects
     with it (the admin gave it) and says so, every run, until it works."""
     try:
-        store = CredentialStore(metadata.get("server_uri") or "", metadata.get("session_key") or "")
-        config, moved = resolve_secrets(config, store)
+        config, moved = resolve_secrets(config, _store(metadata))
     except CredentialError as exc:
         if config.secret_is_masked or MASK in (config.proxy_url or ""):
             raise
@@ -182,27 +182,41 @@ def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Opt
     secrets = [str(params.get("client_secret") or ""), proxy_password(str(params.get("proxy_url") or ""))]
     try:
         config = parse_config(name, params)
-        if config.secret_is_masked or MASK in (config.proxy_url or ""):
+        typed = not (config.secret_is_masked or MASK in (config.proxy_url or ""))
+        if not typed:
             # A later edit: the form shows the mask, the store has the secret.
-            store = CredentialStore(metadata.get("server_uri") or "", metadata.get("session_key") or "")
-            config, _ = resolve_secrets(config, store, move=False)
+            config, _ = resolve_secrets(config, _store(metadata), move=False)
             secrets += [config.client_secret, proxy_password(config.proxy_url)]
         api = _client(config, time.monotonic() + VALIDATION_BUDGET_SECONDS, retries=0)
         try:
-            granted = api.granted_scopes()
-            missing = [scope for scope in config.required_scopes if granted is not None and scope not in granted]
-            if missing:
-                raise ValueError(
-                    f"the application {config.client_id} lacks the {', '.join(missing)} scope"
-                    f"{'s' if len(missing) > 1 else ''} on {config.domain}: add "
-                    f"{'them' if len(missing) > 1 else 'it'} under Applications > APIs > Auth0 Management API > "
-                    "Machine to Machine Applications"
-                )
+            _check_scopes(config, api.granted_scopes())
             api.first_log(newest=True)
         finally:
             api.close()
+        if typed:
+            # Auth0 accepted it: store the secret now (SPEC §6); the first run
+            # masks the stanza. Best effort: that run stores it too, and logs
+            # if it cannot.
+            with contextlib.suppress(CredentialError):
+                resolve_secrets(config, _store(metadata), mask=False)
     except (ConfigError, CredentialError, Auth0ApiError, ValueError) as exc:
         raise ValueError(_redact(str(exc), secrets)) from None
+
+
+def _store(metadata: Mapping[str, Optional[str]]) -> CredentialStore:
+    return CredentialStore(metadata.get("server_uri") or "", metadata.get("session_key") or "")
+
+
+def _check_scopes(config: InputConfig, granted: Optional[set]) -> None:
+    """The scopes these settings need, against those Auth0 granted (when it said)."""
+    missing = [scope for scope in config.required_scopes if granted is not None and scope not in granted]
+    if missing:
+        many = len(missing) > 1
+        raise ValueError(
+            f"the application {config.client_id} lacks the {', '.join(missing)} scope{'s' if many else ''} on "
+            f"{config.domain}: add {'them' if many else 'it'} under Applications > APIs > Auth0 Management API > "
+            "Machine to Machine Applications"
+        )
 
 
 def _redact(text: str, secrets) -> str:

@@ -112,3 +112,13 @@ def test_run_mode_refuses_the_same_values_without_crash_looping(bed):
     assert any("domain must be a host name like example.us.auth0.com" in line for line in error)
     assert result.summary()["status"] == "error"
     assert sum(bed.tenant.calls.values()) == 0  # it did not even try
+
+
+def test_a_validated_secret_is_stored_at_once(bed):
+    assert message_of(bed.validate()) is None
+    assert bed.splunkd.passwords == {("TA-auth0", "prod"): MAIN_CLIENT_SECRET}
+
+
+def test_a_refused_secret_is_not_stored(bed):
+    assert message_of(bed.validate(client_secret="typo-secret"))
+    assert bed.splunkd.passwords == {}
