@@ -47,6 +47,15 @@ BACKOFF_CAP = 60.0
 MAX_WAIT = 300.0  # the longest single rate-limit wait before giving up the run
 
 
+# The scope each kind of call needs (SPEC §3); Auth0's 403 lists alternatives
+# (e.g. "update:users,update:users_app_metadata"), we name the narrow one.
+_SCOPE_OF = {
+    "logs": "read:logs",
+    "users_read": "read:users",
+    "users_write": "update:users_app_metadata",
+}
+
+
 class Auth0ApiError(Exception):
     """Base of every error this module raises."""
 
@@ -338,9 +347,9 @@ class Auth0Client:
                         "check that the application is still authorised for the Management API"
                     ) from None
                 if exc.status == 403 and exc.code == "insufficient_scope":
-                    scope = _needed_scope(str(exc))
+                    scope = _SCOPE_OF[group]
                     raise Auth0ScopeError(
-                        f"the application {self.client_id} lacks the {scope or 'needed'} scope on {self.domain}: "
+                        f"the application {self.client_id} lacks the {scope} scope on {self.domain}: "
                         "add it under Applications > APIs > Auth0 Management API > Machine to Machine Applications",
                         scope,
                     ) from None
@@ -456,11 +465,6 @@ def _int_header(headers: Any, name: str) -> Optional[int]:
         return int(float(value)) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _needed_scope(message: str) -> Optional[str]:
-    match = re.search(r"expected (?:any|all) of:\s*([\w:]+)", message)
-    return match.group(1) if match else None
 
 
 def _reason(exc: Exception) -> str:

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from tests.addon import ADDON_PYTHON, SCRIPT, input_xml, parse_stream
-from tests.fakes.seed import generate_activity
+from tests.fakes.seed import LOGS_ONLY_CLIENT_ID, LOGS_ONLY_CLIENT_SECRET, generate_activity
 from tests.fakes.tenant import iso_ms
 
 ACTIVITY = ("s", "ss")
@@ -226,4 +226,25 @@ def test_a_python_without_sqlite3_says_so_in_one_line(bed, tmp_path):
     errors = [line for line in result.stderr.splitlines() if "sqlite3" in line]
     assert len(errors) == 1 and errors[0].startswith("ERROR ")
     assert "splunk cmd python3" in errors[0]  # and how to check
+    assert result.summary()["status"] == "error"
+
+
+def test_missing_update_scope_keeps_flags_pending_and_events_flowing(bed):
+    bed.tenant.add_client(
+        "reader-client", "reader-secret-0123456789", scopes=["read:logs", "read:logs_users", "read:users"]
+    )
+    result = bed.run(client_id="reader-client", client_secret="reader-secret-0123456789")
+    assert result.returncode == 0, result.stderr
+    assert result.log_ids == activity_ids(bed.tenant)
+    assert int(result.summary()["flag_writes_pending"]) > 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR ")]
+    assert any("lacks the update:users_app_metadata scope" in line for line in errors)
+    assert bed.tenant.calls[("PATCH", "users_write")] == 1  # paused after the first refusal, not once per user
+
+
+def test_missing_read_users_scope_stops_before_the_page_it_cannot_classify(bed):
+    result = bed.run(client_id=LOGS_ONLY_CLIENT_ID, client_secret=LOGS_ONLY_CLIENT_SECRET)
+    assert result.returncode != 0
+    assert result.events == []  # a page is written whole or not at all
+    assert "lacks the read:users scope" in result.stderr
     assert result.summary()["status"] == "error"
