@@ -78,12 +78,12 @@ class CredentialStore:
 
 
 def resolve_secrets(
-    config: InputConfig, store: CredentialStore, move: bool = True, mask: bool = True
-) -> tuple[InputConfig, list[str]]:
-    """The config with real secrets in it, and the fields whose typed secret
-    was newly stored (`move`) and masked in the stanza (`mask`; validation
-    cannot mask: splunkd writes the form's values after it). Raises
-    CredentialError."""
+    config: InputConfig, store: CredentialStore, move: bool = True
+) -> tuple[InputConfig, dict[str, str]]:
+    """The config with real secrets in it, and, for each typed secret now
+    stored (`move`), the masked value its stanza field should get. Masking
+    is the caller's last step (`mask_input`): splunkd restarts an input whose
+    stanza changes. Raises CredentialError."""
     moved: dict[str, str] = {}
     secret = config.client_secret
     if secret == MASK:
@@ -113,9 +113,7 @@ def resolve_secrets(
             store.put(user, proxy.password)
             moved["proxy_url"] = _with_password(proxy, MASK)
 
-    if moved and mask:
-        store.mask_input(config.name, **moved)
-    return dataclasses.replace(config, client_secret=secret, proxy_url=proxy_url), sorted(moved)
+    return dataclasses.replace(config, client_secret=secret, proxy_url=proxy_url), moved
 
 
 def _with_password(parts, password: str) -> str:

@@ -114,7 +114,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
         config = parse_config(stanza, params)
         runlog.set_level(config.log_level)
         runlog.set_domain(config.domain)
-        config = _with_secrets(config, metadata, log)
+        config, masked = _with_secrets(config, metadata, log)
         runlog.hide([config.client_secret, proxy_password(config.proxy_url)])
         with StateStore.open(metadata.get("checkpoint_dir") or ".", config.name, config.domain) as state:
             api = _client(config, started + RUN_BUDGET_SECONDS, token_cache=state)
@@ -132,6 +132,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
             finally:
                 stats.flag_writes_pending = state.pending_count()
                 api.close()
+        _mask_stanza(config.name, masked, metadata, log)
     except ConfigError as exc:
         log.error("input %s is misconfigured, nothing collected: %s", input_name(stanza), exc)
     except CredentialError as exc:
@@ -145,21 +146,32 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
     return status != "error"
 
 
-def _with_secrets(config: InputConfig, metadata: Mapping[str, Optional[str]], log) -> InputConfig:
-    """Real secrets for this run; a typed secret moves to storage/passwords.
+def _with_secrets(config: InputConfig, metadata: Mapping[str, Optional[str]], log) -> tuple[InputConfig, dict]:
+    """Real secrets for this run; a typed secret moves to storage/passwords
+    (the stanza is masked at the end of the run, see _mask_stanza).
 
     If the store cannot take a newly typed secret, the run still collects
     with it (the admin gave it) and says so, every run, until it works."""
     try:
-        config, moved = resolve_secrets(config, _store(metadata))
+        return resolve_secrets(config, _store(metadata))
     except CredentialError as exc:
         if config.secret_is_masked or MASK in (config.proxy_url or ""):
             raise
         log.error("%s; the secret stays in plain text in inputs.conf until this works", exc)
-        return config
-    if moved:
-        log.info("moved %s into Splunk's credential store and masked it in the input's settings", ", ".join(moved))
-    return config
+        return config, {}
+
+
+def _mask_stanza(name: str, masked: Mapping[str, str], metadata: Mapping[str, Optional[str]], log) -> None:
+    """Mask newly stored secrets in the input's stanza. Last in the run:
+    splunkd restarts an input whose stanza changes."""
+    if not masked:
+        return
+    try:
+        _store(metadata).mask_input(name, **masked)
+    except CredentialError as exc:
+        log.error("%s; the secret stays in plain text in inputs.conf until this works", exc)
+        return
+    log.info("moved %s into Splunk's credential store and masked it in the input's settings", ", ".join(sorted(masked)))
 
 
 def _client(config: InputConfig, deadline: float, token_cache=None, retries: int = MAX_RETRIES) -> Auth0Client:
@@ -198,7 +210,7 @@ def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Opt
             # masks the stanza. Best effort: that run stores it too, and logs
             # if it cannot.
             with contextlib.suppress(CredentialError):
-                resolve_secrets(config, _store(metadata), mask=False)
+                resolve_secrets(config, _store(metadata))
     except (ConfigError, CredentialError, Auth0ApiError, ValueError) as exc:
         raise ValueError(_redact(str(exc), secrets)) from None
 

@@ -15,6 +15,10 @@ def test_first_run_moves_the_secret_and_masks_the_stanza(bed):
     assert bed.splunkd.input_params("prod")["client_secret"] == MASK
     assert bed.splunkd.passwords == {("TA-auth0", "prod"): MAIN_CLIENT_SECRET}
     assert "moved client_secret into Splunk's credential store" in first.stderr
+    # The stanza is masked last: splunkd restarts an input whose stanza changes.
+    method, path, status = bed.splunkd.requests[-1]
+    assert (method, status) == ("POST", 200) and "/data/inputs/auth0_activity/prod" in path
+    assert first.stderr.index("moved client_secret") > first.stderr.index("new input: starting")
     # The next run gets the mask from splunkd and reads the store.
     new = bed.tenant.add_log({"type": "ss", "user_id": "auth0|n2", "user_name": "n2"})
     second = bed.run()
