@@ -58,10 +58,8 @@ def main(argv=None) -> int:
             print(f"\nThe stanza's client_secret is now {splunkd.input_params('demo')['client_secret']!r};")
             print(f"the secret is in storage/passwords under {sorted(splunkd.passwords)}.")
             second = run_once(splunkd, checkpoint_dir, env)
-            print(
-                f"\nA second run: {len(second.events)} new events, "
-                f"{tenant.tokens_issued} token requested in all, summary: {second.summary()}"
-            )
+            summary = " ".join(f"{key}={value}" for key, value in second.summary().items())
+            print(f"\nA second run ({tenant.tokens_issued} token requested in all, none new): {summary}")
             return result.returncode or second.returncode
     finally:
         if args.keep:
