@@ -189,11 +189,14 @@ class Collector:
         for _, event in events:
             self.writer.write_event(event)
 
+        # Every user with an event is known from now on, deleted ones too (so a
+        # later log of theirs is a Login without another lookup); the flag is
+        # written for those not already flagged and still in Auth0.
         learned = known - known_before
         to_flag = sorted(learned - flagged - gone) if self.config.update_metadata else []
         last = next((entry for entry in reversed(page) if entry.get("log_id")), None)
         checkpoint = Checkpoint(str(last["log_id"]), last.get("date")) if last else None
-        self.state.commit_page(checkpoint, sorted(learned - gone), to_flag)
+        self.state.commit_page(checkpoint, sorted(learned), to_flag)
 
         self._count(page, events)
 

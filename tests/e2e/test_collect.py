@@ -226,3 +226,16 @@ def _epoch_ms(date):
 def test_events_are_valid_json_objects(bed):
     for event in bed.run().events:
         assert isinstance(json.loads(event.raw), dict)
+
+
+def test_a_deleted_user_gets_one_signup_across_pages_and_runs(bed):
+    # A user deleted since, whose logins carry no count (SSO): the first is a
+    # Signup (the flag cannot be read); every later one must be a Login.
+    sso = {"type": "s", "user_id": "auth0|gone-for-good", "user_name": "gone", "details": {}}
+    bed.tenant.add_log(dict(sso))
+    first = bed.run()
+    bed.tenant.add_log(dict(sso))
+    second = bed.run()
+    messages = [e.data["message"] for e in first.events + second.events if e.data["userId"] == "auth0|gone-for-good"]
+    assert messages == ["Signup", "Login"]
+    assert bed.tenant.calls[("GET", "users_read")] >= 1
