@@ -84,7 +84,6 @@ class Collector:
             self._process(page)
             self._write_pending_flags(wait=False)
         self._write_pending_flags(wait=True)  # caught up: now flags may wait for the rate limit
-        self.stats.flag_writes_pending = self.state.pending_count()
         return self.stats
 
     # -- reading ---------------------------------------------------------------
@@ -198,7 +197,7 @@ class Collector:
         checkpoint = Checkpoint(str(last["log_id"]), last.get("date")) if last else None
         self.state.commit_page(checkpoint, sorted(learned), to_flag)
 
-        self._count(page, events)
+        self._count(page, events, checkpoint)
 
     def _read_flag(self, uid: str, gone: set) -> object:
         try:
@@ -220,13 +219,12 @@ class Collector:
             sourcetype=SOURCETYPE,
         )
 
-    def _count(self, page: list[dict], events: list[tuple[str, Event]]) -> None:
+    def _count(self, page: list[dict], events: list[tuple[str, Event]], checkpoint: Optional[Checkpoint]) -> None:
         stats = self.stats
         stats.logs_read += len(page)
         stats.events_written += len(events)
         stats.signups += sum(1 for message, _ in events if message == activity.SIGNUP)
         stats.logins += sum(1 for message, _ in events if message == activity.LOGIN)
-        checkpoint = self.state.checkpoint()
         stats.last_log_id = checkpoint.log_id if checkpoint else stats.last_log_id
         dates = [d for d in (activity.parse_date(entry.get("date")) for entry in page) if d is not None]
         newest = activity.parse_date(stats.newest_log_date)
