@@ -28,7 +28,8 @@ def test_defaults():
     assert config.metadata_flag == "signedUp"
     assert config.log_level == "INFO"
     assert config.proxy_url is None
-    assert "update:users_app_metadata" in config.required_scopes
+    assert config.collect == "activity"
+    assert config.needed_calls == ("logs", "users_read", "users_write")
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,10 @@ def test_defaults():
         ("login.example.com:443", "login.example.com:443"),
         ("127.0.0.1:8443", "127.0.0.1:8443"),
         ("tenant.auth0.com.", "tenant.auth0.com"),
+        # SPEC §3: `host` or `host:port`; single-label names are hosts too.
+        ("localhost:8443", "localhost:8443"),
+        ("localhost", "localhost"),
+        ("auth0-proxy", "auth0-proxy"),
     ],
 )
 def test_good_domains(domain, expected):
@@ -53,7 +58,9 @@ def test_good_domains(domain, expected):
         ("example.auth0.com:0", "port must be a number from 1 to 65535"),
         ("example.auth0.com:70000", "port must be a number from 1 to 65535"),
         ("example.auth0.com:http", "port must be a number"),
-        ("localhost", "domain must be a host name"),
+        ("", "domain is required"),
+        (":443", "domain must be a host name"),
+        ("under_score.auth0.com", "domain must be a host name"),
         ("user@example.auth0.com", "domain must be a host name"),
         ("-bad.auth0.com", "domain must be a host name"),
         ("999.1.1.1", "domain must be a host name"),
@@ -87,7 +94,41 @@ def test_booleans_and_levels():
     assert "update_metadata must be true or false, got 'maybe'" in problem(update_metadata="maybe")
     assert parse(log_level="warn").log_level == "WARNING"
     assert "log_level must be one of DEBUG, INFO, WARNING, ERROR" in problem(log_level="LOUD")
-    assert "update:users_app_metadata" not in parse(update_metadata="false").required_scopes
+    assert "users_write" not in parse(update_metadata="false").needed_calls
+
+
+@pytest.mark.parametrize(
+    "granted, update, missing",
+    [
+        # Any one of an endpoint's scopes grants it (Auth0's API reference).
+        ({"read:logs", "read:users", "update:users_app_metadata"}, True, []),
+        ({"read:logs_users", "read:users", "update:users"}, True, []),
+        ({"read:logs", "read:logs_users", "read:users", "update:users", "update:users_app_metadata"}, True, []),
+        ({"read:logs_users", "read:users"}, False, []),
+        # A refusal names the narrowest scope that would do.
+        ({"read:users", "update:users"}, True, ["read:logs"]),
+        ({"read:logs"}, True, ["read:users", "update:users_app_metadata"]),
+        ({"read:logs"}, False, ["read:users"]),
+        (set(), True, ["read:logs", "read:users", "update:users_app_metadata"]),
+        # A scope for something else grants nothing here.
+        (
+            {"read:clients", "update:current_user_metadata", "read:logs"},
+            True,
+            ["read:users", "update:users_app_metadata"],
+        ),
+    ],
+)
+def test_missing_scopes_any_of(granted, update, missing):
+    assert parse(update_metadata=str(update).lower()).missing_scopes(granted) == missing
+
+
+def test_collect():
+    assert parse(collect="ALL").collect == "all"
+    assert parse(collect="activity").collect == "activity"
+    assert parse(collect=" ").collect == "activity"  # blank means the default
+    assert "collect must be activity (successful signups and logins) or all (every Auth0 log), got 'some'" in problem(
+        collect="some"
+    )
 
 
 @pytest.mark.parametrize("flag", ["signed.up", "$set", "", "a b", "a" * 65, "1abc"])
