@@ -1,0 +1,171 @@
+"""Pacing on Auth0's rate-limit headers (pacing.py), against simulated buckets.
+
+The simulated bucket follows Auth0's documentation (PLATFORM.md, Auth0's
+rate-limit policy): a token bucket of `limit` requests refilled at `rate`
+per second; every answer carries X-RateLimit-Limit, X-RateLimit-Remaining
+(whole requests left) and X-RateLimit-Reset (the epoch second, rounded up,
+at which the bucket is full again); a request with no token left gets 429.
+Time is simulated: nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ta_auth0.pacing import Limits, Pacer, read_limits
+
+LATENCY = 0.005  # seconds one call takes
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SimBucket:
+    def __init__(self, clock: Clock, limit: int, rate: float) -> None:
+        self.clock, self.limit, self.rate = clock, limit, rate
+        self.tokens, self.updated = float(limit), clock.now
+        self.refused = 0
+
+    def take(self) -> tuple:
+        now = self.clock.now
+        self.tokens = min(self.limit, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        ok = self.tokens >= 1.0
+        if ok:
+            self.tokens -= 1.0
+        else:
+            self.refused += 1
+        full_in = (self.limit - self.tokens) / self.rate
+        headers = {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(int(math.floor(self.tokens))),
+            "x-ratelimit-reset": str(int(math.ceil(now + full_in))),
+        }
+        return ok, headers
+
+
+class Tenant:
+    """Kinds of call mapped onto simulated buckets, and a pacer in front."""
+
+    def __init__(self, buckets: dict) -> None:
+        self.clock = Clock()
+        made = {}
+        self.bucket_of = {}
+        for kind, (name, limit, rate) in buckets.items():
+            if name not in made:
+                made[name] = SimBucket(self.clock, limit, rate)
+            self.bucket_of[kind] = made[name]
+        self.buckets = list(made.values())
+        self.pacer = Pacer(self.clock)
+        self.started = self.clock.now
+
+    def call(self, kind: str) -> None:
+        """One call as the Auth0 client makes it: wait, send, learn; a 429 is retried."""
+        while True:
+            self.clock.now += self.pacer.wait(kind)
+            self.pacer.spend(kind)
+            ok, headers = self.bucket_of[kind].take()
+            self.clock.now += LATENCY
+            self.pacer.observe(kind, read_limits(headers), throttled=not ok)
+            if ok:
+                return
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock.now - self.started
+
+    @property
+    def refused(self) -> int:
+        return sum(bucket.refused for bucket in self.buckets)
+
+
+def test_headers_are_read_and_odd_ones_ignored():
+    assert read_limits({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "17"}) == Limits(
+        10, 3, 17.0
+    )
+    assert read_limits({}) is None
+    assert read_limits({"x-ratelimit-limit": "ten", "x-ratelimit-remaining": "3"}) is None
+    assert read_limits({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "3"}) == Limits(10, 3, None)
+
+
+def test_a_burst_goes_at_once_then_the_refill_rate_is_kept_without_429s():
+    tenant = Tenant({"logs": ("logs", 10, 5.0)})
+    for _ in range(110):
+        tenant.call("logs")
+    # 10 at once, then 100 at 5/s: 20 s is the floor.
+    assert tenant.refused == 0
+    assert 20.0 <= tenant.elapsed <= 20.0 * 1.1
+
+
+def test_an_empty_bucket_waits_for_one_request_not_a_full_refill():
+    tenant = Tenant({"logs": ("logs", 10, 5.0)})
+    for _ in range(12):
+        tenant.call("logs")
+    wait = tenant.pacer.wait("logs")
+    assert 0.0 < wait <= 1.25 / 5.0  # one request at 5/s, with the pacer's margin; a full refill is 2 s
+
+
+def test_separate_buckets_are_kept_apart():
+    tenant = Tenant({"logs": ("logs", 10, 5.0), "users_read": ("users", 10, 10.0), "users_write": ("users", 10, 10.0)})
+    for _ in range(30):
+        tenant.call("logs")
+        tenant.call("users_read")
+        tenant.call("users_write")
+        tenant.call("users_write")
+    assert not tenant.pacer.shares("logs", "users_write")
+    assert not tenant.pacer.shares("logs", "users_read")
+    assert tenant.pacer.shares("users_read", "users_write")
+    assert tenant.refused <= 1
+
+
+def test_one_shared_bucket_is_found_and_costs_at_most_one_429():
+    tenant = Tenant({"logs": ("all", 10, 2.0), "users_read": ("all", 10, 2.0), "users_write": ("all", 10, 2.0)})
+    calls = 0
+    for _ in range(20):
+        for kind in ("logs", "users_read", "users_write", "users_write"):
+            tenant.call(kind)
+            calls += 1
+    assert tenant.pacer.shares("logs", "users_write")
+    assert tenant.pacer.shares("logs", "users_read")
+    assert tenant.refused <= 1
+    floor = (calls - 10) / 2.0
+    assert tenant.elapsed <= floor * 1.2
+
+
+@pytest.mark.parametrize("alternate", [True, False])
+def test_a_kind_wrongly_taken_as_shared_gets_its_own_bucket_back(alternate):
+    # Same limit on both buckets: the pacer cannot tell from the first answers.
+    tenant = Tenant({"logs": ("logs", 10, 5.0), "users_write": ("users", 10, 5.0)})
+    for round_ in range(40):
+        tenant.call("logs")
+        if alternate or round_ % 3 == 0:
+            tenant.call("users_write")
+            tenant.call("users_write")
+    assert not tenant.pacer.shares("logs", "users_write")
+
+
+def test_a_429_from_a_bucket_drained_elsewhere_is_waited_out():
+    tenant = Tenant({"logs": ("logs", 4, 1.0)})
+    tenant.call("logs")
+    # Another client empties the bucket behind our back.
+    bucket = tenant.bucket_of["logs"]
+    bucket.tokens = 0.0
+    before = tenant.refused
+    tenant.call("logs")
+    tenant.call("logs")
+    assert tenant.refused - before == 1
+    assert tenant.pacer.wait("logs") > 0.0
+
+
+def test_no_headers_no_waiting():
+    pacer = Pacer(Clock())
+    pacer.observe("logs", None)
+    pacer.spend("logs")
+    assert pacer.wait("logs") == 0.0
