@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
-from typing import Any, Mapping, Optional
+from datetime import date, datetime, timezone
+from typing import Any, Iterable, Mapping, Optional
 
 SIGNUP = "Signup"
 LOGIN = "Login"
@@ -48,10 +48,11 @@ EVENT_KEYS = (
     "tenant",
 )
 
-# Characters XML 1.0 cannot carry even as character references (lone
-# surrogates, U+FFFE/U+FFFF). json.dumps already escapes C0 controls; these
-# it would pass through and splunkd would reject the whole stream.
-_NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# One encoder for every event: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Auth0's own date format, e.g. 2026-11-20T10:11:12.345Z: read without datetime.
+_AUTH0_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z")
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def is_activity(log: Mapping[str, Any]) -> bool:
@@ -149,15 +150,60 @@ def event_data(log: Mapping[str, Any], message: str, tenant: str) -> dict:
 
 
 def to_json(data: Mapping[str, Any]) -> str:
-    """Compact UTF-8 JSON that XML 1.0 can carry, decoding to exactly `data`."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """Compact UTF-8 JSON decoding to exactly `data` (stream.py makes it XML-safe)."""
+    return _ENCODER.encode(data)
+
+
+def stream_json(log_id: Any, raw: str) -> str:
+    """The event of a log that is not a signup or login (SPEC §4.1): Auth0's
+    log stream shape, `{"log_id": …, "data": <the log as Auth0 sent it>}`.
+    `raw` is the log's own JSON text from the answer, spliced in unchanged."""
+    return '{"log_id":' + _ENCODER.encode(log_id) + ',"data":' + raw + "}"
 
 
 def log_time(log: Mapping[str, Any]) -> Optional[float]:
     """Epoch seconds (millisecond precision) of the log's `date`, or None."""
     moment = parse_date(log.get("date"))
     return None if moment is None else round(moment.timestamp(), 3)
+
+
+def event_time(value: Any) -> Optional[str]:
+    """A log's `date` as the event's <time>: epoch seconds with milliseconds.
+
+    Auth0's own format is read with a regex and integer arithmetic (this runs
+    for every event); anything else goes through parse_date."""
+    match = _AUTH0_DATE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        moment = parse_date(value)
+        return None if moment is None else f"{moment.timestamp():.3f}"
+    year, month, day, hour, minute, second, millis = match.groups()
+    try:
+        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    if days < 0 or int(hour) > 23 or int(minute) > 59 or int(second) > 59:
+        return None
+    return f"{days * 86400 + int(hour) * 3600 + int(minute) * 60 + int(second)}.{millis}"
+
+
+def is_before(value: Any, moment: str) -> bool:
+    """True when the date `value` is earlier than the ISO date `moment`; a
+    missing or unreadable date is never before anything (nothing odd is
+    dropped). Auth0's own format compares as text."""
+    if isinstance(value, str) and _AUTH0_DATE.fullmatch(value) and _AUTH0_DATE.fullmatch(moment):
+        return value < moment
+    mine, theirs = parse_date(value), parse_date(moment)
+    return mine is not None and theirs is not None and mine < theirs
+
+
+def newest_date(values: Iterable[Any]) -> Optional[str]:
+    """The latest of these dates (as given), None when none is readable."""
+    newest: Optional[str] = None
+    for value in values:
+        if isinstance(value, str) and (newest is None or is_before(newest, value)):
+            if newest is not None or parse_date(value) is not None:
+                newest = value
+    return newest
 
 
 def parse_date(value: Any) -> Optional[datetime]:

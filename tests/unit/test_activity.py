@@ -1,7 +1,7 @@
 """SPEC §5 (Signup or Login) and §4 (the event's keys) as pure functions."""
 
 import json
-import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
 
 import pytest
 
@@ -131,11 +131,51 @@ def test_log_time_keeps_milliseconds():
     "text",
     ["Zoë 名前 😀", "<script>&\"'</script>", "line\nbreak\ttab\x00nul\x1f", "lone \ud800 surrogate \uffff"],
 )
-def test_json_is_exact_and_xml_safe(text):
+def test_json_is_exact(text):
+    # XML safety is the stream's (tests/unit/test_stream.py runs these texts through it).
     data = {"userName": text}
-    encoded = activity.to_json(data)
-    assert json.loads(encoded) == data
-    # The event must survive the XML stream splunkd parses.
-    element = ET.Element("data")
-    element.text = encoded
-    assert json.loads(ET.fromstring(ET.tostring(element)).text) == data
+    assert json.loads(activity.to_json(data)) == data
+
+
+def test_stream_json_splices_the_log_as_auth0_sent_it():
+    raw = '{"date": "2026-11-20T10:11:12.345Z",  "type":"fp", "n": 1.50, "u": "\\u00e9"}'
+    text = activity.stream_json("900123", raw)
+    assert text == '{"log_id":"900123","data":' + raw + "}"
+    assert json.loads(text) == {"log_id": "900123", "data": json.loads(raw)}
+    assert json.loads(activity.stream_json(None, "{}")) == {"log_id": None, "data": {}}
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2026-11-20T10:11:12.345Z", "1795169472.345"),
+        ("1970-01-01T00:00:00.000Z", "0.000"),
+        ("2026-11-20T10:11:12Z", "1795169472.000"),
+        ("2026-11-20T11:11:12.345+01:00", "1795169472.345"),
+        ("2026-02-30T10:11:12.345Z", None),
+        ("2026-11-20T25:11:12.345Z", None),
+        ("garbage", None),
+        (None, None),
+        (12, None),
+    ],
+)
+def test_event_time(value, expected):
+    assert activity.event_time(value) == expected
+
+
+def test_event_time_agrees_with_log_time():
+    for millis in range(0, 86_400_000 * 3, 7_654_321):
+        date = datetime.fromtimestamp(1_790_000_000 + millis / 1000, timezone.utc)
+        text = date.strftime("%Y-%m-%dT%H:%M:%S.") + f"{date.microsecond // 1000:03d}Z"
+        assert activity.event_time(text) == f"{activity.log_time({'date': text}):.3f}"
+
+
+def test_is_before_and_newest_date():
+    assert activity.is_before("2026-11-20T10:11:12.345Z", "2026-11-20T10:11:12.346Z")
+    assert not activity.is_before("2026-11-20T10:11:12.346Z", "2026-11-20T10:11:12.346Z")
+    assert activity.is_before("2026-11-20T11:11:12.345+02:00", "2026-11-20T10:11:12.346Z")
+    assert not activity.is_before(None, "2026-11-20T10:11:12.346Z")  # odd dates are never dropped
+    assert not activity.is_before("garbage", "2026-11-20T10:11:12.346Z")
+    dates = ["2026-11-20T10:00:00.000Z", None, "2026-11-20T12:00:00.000Z", "x", "2026-11-20T11:00:00.000Z"]
+    assert activity.newest_date(dates) == "2026-11-20T12:00:00.000Z"
+    assert activity.newest_date(["x", None]) is None
