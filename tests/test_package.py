@@ -37,6 +37,7 @@ SPEC_ARGS = {
     "metadata_flag",
     "proxy_url",
     "log_level",
+    "collect",
 }
 REQUIRED_ARGS = {"domain", "client_id", "client_secret"}
 

@@ -1,10 +1,12 @@
 """TA-auth0: Auth0 signups and logins into Splunk, pulled from the Management API.
 
-Modules, each owning one concern (see README "Design"):
-config (parameters), activity (Signup/Login rules, pure), state (sqlite
-checkpoint store), auth0_api (every Auth0 call), collector (one run),
-credentials (Splunk's credential store), runlog (logging), modinput (the
-Splunk side).
+Modules, each owning one concern (see README "Development"):
+modinput (run mode: splunkd's XML in, one run per stanza), scheme (--scheme
+and --validate-arguments through splunklib), config (parameters), activity
+(Signup/Login rules and the events' JSON, pure), collector (one run),
+stream (splunkd's XML event stream), flags (users' flag writes), auth0_api
+(every Auth0 call), pacing (Auth0's rate limits), state (sqlite checkpoint
+store), credentials (Splunk's credential store), runlog (logging).
 """
 
 APP_NAME = "TA-auth0"
@@ -24,3 +26,8 @@ def app_version() -> str:
     except OSError:
         return "unknown"
     return match.group(1) if match else "unknown"
+
+
+def user_agent() -> str:
+    """What every Auth0 call says it is (Auth0 shows it in the tenant's logs)."""
+    return f"TA-auth0/{app_version()}"

@@ -8,7 +8,11 @@ go around them here and only here:
   connection per log page; `_PooledRestClient` sends through one
   `requests.Session` per run instead;
 * it retries a 429 at most a second later, ignoring `X-RateLimit-Reset`;
-  we turn its retries off and pace ourselves on Auth0's rate-limit headers.
+  we turn its retries off and pace ourselves on Auth0's rate-limit headers
+  (pacing.py);
+* it parses a page of logs into dicts only; `collect = all` writes each log
+  exactly as Auth0 sent it, so `_PooledRestClient` also keeps each log's own
+  JSON text (`LogPage.raws`).
 
 Errors are typed (Auth0AuthError, Auth0ScopeError, RateLimited,
 Auth0Unavailable, CheckpointExpired, UserNotFound, Auth0RequestError) and
@@ -17,20 +21,21 @@ their messages never contain the secret or a token.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Protocol, TypeVar
+from typing import Any, Callable, List, Optional, Protocol, TypeVar
 from urllib.parse import quote
 
 import requests
-from auth0.authentication import GetToken
 from auth0.exceptions import Auth0Error as LibraryError
 from auth0.management import Logs, Users
-from auth0.rest import RestClient, RestClientOptions
+from auth0.rest import JsonResponse, RestClient, RestClientOptions
 
+from .config import ENDPOINT_SCOPES
+from .pacing import Pacer, read_limits
 from .state import CachedToken
 
 log = logging.getLogger("ta_auth0")
@@ -45,15 +50,8 @@ TOKEN_RENEW_MARGIN = 30 * 60
 MAX_RETRIES = 4  # for 5xx, timeouts and dropped connections: 1+2+4+8 s of backoff
 BACKOFF_CAP = 60.0
 MAX_WAIT = 300.0  # the longest single rate-limit wait before giving up the run
-
-
-# The scope each kind of call needs (SPEC §3); Auth0's 403 lists alternatives
-# (e.g. "update:users,update:users_app_metadata"), we name the narrow one.
-_SCOPE_OF = {
-    "logs": "read:logs",
-    "users_read": "read:users",
-    "users_write": "update:users_app_metadata",
-}
+# A flag write spent in a log read's wait must not hold the read up for long.
+IDLE_WORK_MAX = 5
 
 
 class Auth0ApiError(Exception):
@@ -126,13 +124,72 @@ class MemoryTokenCache:
         self._token = token
 
 
+class LogPage(list):
+    """A page of logs as dicts, with each log's own JSON text in `raws`
+    (same order): what `collect = all` writes, byte for byte."""
+
+    raws: List[str]
+
+    def only(self, index: int) -> LogPage:
+        """A page of just this page's log number `index`."""
+        page = LogPage([self[index]])
+        page.raws = [self.raws[index]]
+        return page
+
+
+_JSON = json.JSONDecoder()
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+def parse_log_page(text: str) -> Any:
+    """A JSON array of logs kept with each element's exact text; anything
+    else (an error object, search mode with totals) parsed as plain JSON.
+
+    json's raw_decode gives each element's end, so the page is parsed once,
+    by the C scanner, and the text of each log is a slice of the answer."""
+    skip = _BLANK.match
+    position = skip(text).end()
+    if text[position : position + 1] != "[":
+        return json.loads(text)
+    page = LogPage()
+    page.raws = []
+    position = skip(text, position + 1).end()
+    if text[position : position + 1] == "]":
+        closing = position
+    else:
+        while True:
+            value, end = _JSON.raw_decode(text, position)
+            page.append(value)
+            page.raws.append(text[position:end])
+            position = skip(text, end).end()
+            separator = text[position : position + 1]
+            if separator == "]":
+                closing = position
+                break
+            if separator != ",":
+                raise ValueError(f"expected , or ] at {position} in the log page")
+            position = skip(text, position + 1).end()
+    if skip(text, closing + 1).end() != len(text):
+        raise ValueError("unexpected text after the log page")
+    return page
+
+
+class _LogPageResponse(JsonResponse):
+    """auth0-python's JSON response, its content parsed by `parse_log_page`."""
+
+    def __init__(self, response: requests.Response, text: str) -> None:
+        # JsonResponse.__init__ would parse the text again: skip to Response's.
+        super(JsonResponse, self).__init__(response.status_code, parse_log_page(text), response.headers)
+
+
 class _PooledRestClient(RestClient):
     """auth0-python's RestClient, sending through a shared requests.Session.
 
-    Only the transport is replaced: the library still builds the request
-    (headers, telemetry, JSON) and parses responses into its Auth0Error /
-    RateLimitError. No retry loop here: Auth0Client paces and retries. The
-    last response is kept for its rate-limit and Link headers.
+    Only the transport is replaced (and, for success answers that are JSON
+    arrays, the parser keeps each element's text): the library still builds
+    the request (headers, telemetry, JSON) and turns error answers into its
+    Auth0Error / RateLimitError. No retry loop here: Auth0Client paces and
+    retries. The last response is kept for its rate-limit headers.
     """
 
     def __init__(self, session: requests.Session, jwt: Optional[str], user_agent: str) -> None:
@@ -149,56 +206,58 @@ class _PooledRestClient(RestClient):
         self.last_response = response
         return self._process_response(response)
 
-
-@dataclass
-class _Bucket:
-    """What the last response of a route group said about its rate limit."""
-
-    remaining: Optional[int] = None
-    reset_at: Optional[float] = None  # epoch seconds
+    def _parse(self, response: requests.Response):
+        if response.status_code < 400:
+            text = response.text  # decoded once (requests decodes on every access)
+            if text.lstrip()[:1] == "[":
+                return _LogPageResponse(response, text)
+        return super()._parse(response)
 
 
 @dataclass
 class Auth0Client:
     """One run's connection to a tenant: one session, one token, paced calls.
 
+    secret: gives the client secret when a token must be requested (an idle
+    run with a cached token never needs it, nor the credential store).
     deadline: time.monotonic() value after which no wait starts; calls that
     would have to wait past it raise RateLimited / Auth0Unavailable so the
     run can end cleanly and continue next interval from its checkpoint.
+    idle_work: called while a call waits for its rate-limit bucket; it may
+    send one call of another kind that can go now (a flag write while log
+    reads wait) and returns True if it did.
     """
 
     domain: str
     client_id: str
-    client_secret: str = field(repr=False)
+    secret: Callable[[], str] = field(repr=False)
     token_cache: TokenCache = field(repr=False)
     deadline: float
     proxy_url: Optional[str] = field(default=None, repr=False)
     user_agent: str = "TA-auth0"
     retries: int = MAX_RETRIES  # for 5xx and network errors; validation uses 0
     stats: ApiStats = field(default_factory=ApiStats)
+    idle_work: Optional[Callable[[], bool]] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.session = requests.Session()
         if self.proxy_url:
             self.session.proxies = {"http": self.proxy_url, "https": self.proxy_url}
+        self.pacer = Pacer(time.time)
         self._token: Optional[CachedToken] = None
         self._refreshed = False
-        self._buckets: dict[str, _Bucket] = {}
         self._rest: Optional[_PooledRestClient] = None
-        self._impatient = False
+        self._in_idle_work = False
 
     def close(self) -> None:
         self.session.close()
 
-    @contextmanager
-    def no_rate_limit_waits(self) -> Iterator[None]:
-        """Inside, a call that would wait for a rate limit raises RateLimited
-        at once: flag writes between pages must not hold back log reading."""
-        self._impatient = True
-        try:
-            yield
-        finally:
-            self._impatient = False
+    def ready(self, kind: str) -> bool:
+        """May a call of this kind ("logs", "users_read", "users_write") go now?"""
+        return self.pacer.wait(kind) <= 0
+
+    def shares_bucket(self, kind: str, other: str) -> bool:
+        return self.pacer.shares(kind, other)
 
     # -- token -----------------------------------------------------------------
     @property
@@ -221,7 +280,10 @@ class Auth0Client:
         return set(scope.split()) if scope else None
 
     def _request_token(self) -> CachedToken:
-        client = GetToken(self.domain, self.client_id, client_secret=self.client_secret)
+        # Imported here: it brings pyjwt, which a run with a cached token never needs.
+        from auth0.authentication import GetToken
+
+        client = GetToken(self.domain, self.client_id, client_secret=self.secret())
         client.client = self._rest_client(None)  # same pooled session (see _PooledRestClient)
         self.stats.tokens_requested += 1
         try:
@@ -256,7 +318,7 @@ class Auth0Client:
             return Auth0AuthError(
                 f"the application {self.client_id} is not authorised for the Auth0 Management API on "
                 f"{self.domain} {detail}: in Auth0, Applications > APIs > Auth0 Management API > "
-                "Machine to Machine Applications, authorise it with read:logs, read:logs_users, read:users "
+                "Machine to Machine Applications, authorise it with read:logs, read:users "
                 "and update:users_app_metadata"
             )
         return exc
@@ -269,7 +331,7 @@ class Auth0Client:
         self._rest = None
 
     # -- logs --------------------------------------------------------------------
-    def logs_after(self, log_id: str) -> list[dict]:
+    def logs_after(self, log_id: str) -> LogPage:
         """Up to PAGE_SIZE logs after `log_id`, in log_id order (checkpoint mode)."""
         try:
             page = self._api("logs", lambda rest: self._logs(rest).search(from_param=log_id, take=PAGE_SIZE))
@@ -277,22 +339,25 @@ class Auth0Client:
             if exc.status == 400:
                 raise CheckpointExpired(str(exc)) from None
             raise
-        return _as_list(page)
+        return _as_page(page)
 
-    def first_log(self, since_iso: Optional[str] = None, newest: bool = False) -> Optional[dict]:
-        """The oldest log (or the newest), optionally the first since a date.
+    def oldest_logs(self, since_iso: Optional[str] = None, count: int = PAGE_SIZE) -> LogPage:
+        """The oldest logs by date (optionally since a date), in date order.
 
-        Search mode, one result: the way to find where checkpoint mode starts.
-        """
+        Search mode: the way to find where checkpoint mode starts."""
         query = f"date:[{since_iso} TO *]" if since_iso else None
+        return self._search(query, "date:1", count)
+
+    def newest_log(self) -> Optional[dict]:
+        logs = self._search(None, "date:-1", 1)
+        return logs[0] if logs else None
+
+    def _search(self, query: Optional[str], sort: str, count: int) -> LogPage:
         page = self._api(
             "logs",
-            lambda rest: self._logs(rest).search(
-                page=0, per_page=1, sort="date:-1" if newest else "date:1", q=query, include_totals=False
-            ),
+            lambda rest: self._logs(rest).search(page=0, per_page=count, sort=sort, q=query, include_totals=False),
         )
-        logs = _as_list(page)
-        return logs[0] if logs else None
+        return _as_page(page)
 
     # -- users ---------------------------------------------------------------------
     def user_flag(self, user_id: str, flag: str) -> Any:
@@ -305,13 +370,15 @@ class Auth0Client:
         metadata = user.get("app_metadata") if isinstance(user, dict) else None
         return metadata.get(flag) if isinstance(metadata, dict) else None
 
-    def set_user_flag(self, user_id: str, flag: str) -> None:
+    def set_user_flag(self, user_id: str, flag: str, patient: bool = True) -> None:
         """PATCH only `{app_metadata: {flag: true}}`: Auth0 merges top-level
-        app_metadata keys, so every other key survives."""
+        app_metadata keys, so every other key survives. Not patient: a
+        rate limit raises RateLimited at once instead of waiting."""
         self._api(
             "users_write",
             lambda rest: self._users(rest).update(quote(user_id, safe=""), {"app_metadata": {flag: True}}),
             not_found=True,
+            patient=patient,
         )
 
     # -- plumbing --------------------------------------------------------------------
@@ -328,17 +395,21 @@ class Auth0Client:
         users.client = rest
         return users
 
-    def _api(self, group: str, call: Callable[[_PooledRestClient], T], not_found: bool = False) -> T:
+    def _api(
+        self, kind: str, call: Callable[[_PooledRestClient], T], not_found: bool = False, patient: bool = True
+    ) -> T:
         """A Management API call with the current token; one renewal on 401."""
         while True:
             if self._rest is None:
                 self._rest = self._rest_client(self.token().access_token)
             rest = self._rest
             try:
-                return self._call(group, lambda rest=rest: call(rest), rest)
+                return self._call(kind, lambda rest=rest: call(rest), rest, patient)
             except Auth0RequestError as exc:
+                if exc.status == 401 and self._token is not None and rest.jwt != self._token.access_token:
+                    continue  # renewed meanwhile (by idle work in this call's wait): try the new token
                 if exc.status == 401 and not self._refreshed:
-                    log.warning("Auth0 answered 401 to a %s call: requesting a fresh token once", group)
+                    log.warning("Auth0 answered 401 to a %s call: requesting a fresh token once", kind)
                     self._renew_token()
                     continue
                 if exc.status == 401:
@@ -347,7 +418,7 @@ class Auth0Client:
                         "check that the application is still authorised for the Management API"
                     ) from None
                 if exc.status == 403 and exc.code == "insufficient_scope":
-                    scope = _SCOPE_OF[group]
+                    scope = ENDPOINT_SCOPES[kind][0]
                     raise Auth0ScopeError(
                         f"the application {self.client_id} lacks the {scope} scope on {self.domain}: "
                         "add it under Applications > APIs > Auth0 Management API > Machine to Machine Applications",
@@ -357,30 +428,36 @@ class Auth0Client:
                     raise UserNotFound(str(exc)) from None
                 raise
 
-    def _call(self, group: str, send: Callable[[], T], rest: _PooledRestClient) -> T:
+    def _call(self, kind: str, send: Callable[[], T], rest: _PooledRestClient, patient: bool = True) -> T:
         """Send once per attempt: pace on rate-limit headers, wait out 429s,
         back off on 5xx and network errors. Raises only this module's errors."""
         failures = 0
         while True:
-            self._pace(group)
+            self._pace(kind, patient)
+            self.pacer.spend(kind)
             self.stats.calls += 1
             try:
                 result = send()
-                self._remember_limits(group, rest.last_response)
+                self._observe(kind, rest.last_response)
                 return result
             except LibraryError as exc:
-                self._remember_limits(group, rest.last_response)
                 status = exc.status_code or 0
+                self._observe(kind, rest.last_response, throttled=status == 429)
                 if status == 429:
                     self.stats.rate_limited += 1
-                    self._wait(group, _retry_after(exc.headers), f"Auth0 rate limit (429) on {group}", RateLimited)
+                    if not patient:
+                        raise RateLimited(f"Auth0 rate limit (429) on {kind}; deferred") from None
+                    # The rate-limit headers say when a token is back; a 429
+                    # that says nothing gets a second.
+                    wait = max(self.pacer.wait(kind), _retry_after(exc.headers)) or 1.0
+                    self._wait(kind, wait, f"Auth0 rate limit (429) on {kind}", RateLimited)
                     continue
                 if status >= 500:
                     failures += 1
-                    self._backoff(group, failures, f"Auth0 answered {status} on {group}")
+                    self._backoff(kind, failures, f"Auth0 answered {status} on {kind}")
                     continue
                 raise Auth0RequestError(
-                    f"Auth0 answered {status} {exc.error_code} on {group}: {exc.message}", status, str(exc.error_code)
+                    f"Auth0 answered {status} {exc.error_code} on {kind}: {exc.message}", status, str(exc.error_code)
                 ) from None
             except requests.exceptions.SSLError as exc:
                 raise Auth0Unavailable(
@@ -389,82 +466,91 @@ class Auth0Client:
                 ) from None
             except requests.exceptions.ProxyError as exc:
                 failures += 1
-                self._backoff(group, failures, f"proxy error reaching {self.domain}: {_reason(exc)}")
+                self._backoff(kind, failures, f"proxy error reaching {self.domain}: {_reason(exc)}")
             except (
                 requests.exceptions.ConnectionError,
                 requests.exceptions.Timeout,
                 requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-answer
             ) as exc:
                 failures += 1
-                self._backoff(group, failures, f"cannot reach {self.domain}: {_reason(exc)}")
+                self._backoff(kind, failures, f"cannot reach {self.domain}: {_reason(exc)}")
             except requests.exceptions.RequestException as exc:
                 raise Auth0Unavailable(f"request to {self.domain} failed: {_reason(exc)}") from None
 
-    def _pace(self, group: str) -> None:
-        """Wait for the bucket to refill when the last answer said it was empty."""
-        bucket = self._buckets.get(group)
-        if bucket and bucket.remaining == 0 and bucket.reset_at:
-            delay = bucket.reset_at - time.time()
-            if delay > 0:
-                # Pacing is routine, not a problem: logged at DEBUG only.
-                self._wait(group, delay, f"Auth0 rate limit for {group} exhausted", RateLimited, logging.DEBUG)
-            bucket.remaining = None
+    def _observe(self, kind: str, response: Optional[requests.Response], throttled: bool = False) -> None:
+        if response is not None:
+            self.pacer.observe(kind, read_limits(response.headers), throttled)
 
-    def _remember_limits(self, group: str, response: Optional[requests.Response]) -> None:
-        if response is None:
-            return
-        remaining = _int_header(response.headers, "x-ratelimit-remaining")
-        reset = _int_header(response.headers, "x-ratelimit-reset")
-        if remaining is not None:
-            self._buckets[group] = _Bucket(remaining, float(reset) if reset is not None else None)
+    def _pace(self, kind: str, patient: bool) -> None:
+        """Wait until the bucket of this kind holds a request's worth of
+        tokens, spending the wait on idle work when there is some."""
+        while True:
+            delay = self.pacer.wait(kind)
+            if delay <= 0:
+                return
+            if not patient:
+                raise RateLimited(f"Auth0 rate limit for {kind} exhausted; deferred")
+            if self._idle(IDLE_WORK_MAX):
+                continue
+            # Pacing is routine, not a problem: logged at DEBUG only.
+            self._wait(kind, delay, f"Auth0 rate limit for {kind} exhausted", RateLimited, logging.DEBUG)
 
-    def _backoff(self, group: str, failures: int, reason: str) -> None:
+    def _idle(self, times: int) -> bool:
+        """Run idle work (never nested) up to `times` calls; True if any ran."""
+        if self.idle_work is None or self._in_idle_work:
+            return False
+        self._in_idle_work = True
+        try:
+            done = 0
+            while done < times and self.idle_work():
+                done += 1
+            return done > 0
+        finally:
+            self._in_idle_work = False
+
+    def _backoff(self, kind: str, failures: int, reason: str) -> None:
         if failures > self.retries:
             raise Auth0Unavailable(f"{reason}; gave up after {self.retries} retries" if self.retries else reason)
         self.stats.retries += 1
-        self._wait(group, min(BACKOFF_CAP, 2.0 ** (failures - 1)), reason, Auth0Unavailable)
+        self._wait(kind, min(BACKOFF_CAP, 2.0 ** (failures - 1)), reason, Auth0Unavailable)
 
-    def _wait(self, group: str, seconds: float, reason: str, error: type, level: int = logging.WARNING) -> None:
+    def _wait(self, kind: str, seconds: float, reason: str, error: type, level: int = logging.WARNING) -> None:
         """Sleep before a retry, unless the wait is longer than MAX_WAIT or
         would end past the run's deadline: then give up the run (the next
         interval continues from the checkpoint)."""
         seconds = max(0.0, seconds)
-        if self._impatient and error is RateLimited:
-            raise error(f"{reason}; deferred")
         if seconds > MAX_WAIT:
             raise error(f"{reason}; Auth0 asks to wait {seconds:.0f}s, longer than a run waits")
         if time.monotonic() + seconds > self.deadline:
             raise error(f"{reason}; not retrying: the run's time budget is spent")
-        log.log(level, "%s: retrying %s in %.1fs", reason, group, seconds)
+        log.log(level, "%s: retrying %s in %.1fs", reason, kind, seconds)
         time.sleep(seconds)
 
 
-def _as_list(page: Any) -> list[dict]:
+def _as_page(page: Any) -> LogPage:
+    """The logs of a page that are objects (anything else Auth0 might put in
+    an array is dropped, with its text)."""
     if isinstance(page, dict):  # search mode with totals
         page = page.get("logs", [])
     if not isinstance(page, list):
         raise Auth0Unavailable(f"Auth0 answered a log read with {type(page).__name__}, not a list of logs")
-    return [entry for entry in page if isinstance(entry, dict)]
+    raws = getattr(page, "raws", None)
+    out = LogPage()
+    out.raws = []
+    for index, entry in enumerate(page):
+        if isinstance(entry, dict):
+            out.append(entry)
+            out.raws.append(raws[index] if raws is not None else json.dumps(entry, ensure_ascii=False))
+    return out
 
 
 def _retry_after(headers: Any) -> float:
-    """Seconds to wait after a 429: Retry-After, else X-RateLimit-Reset, else 1."""
-    headers = headers or {}
-    retry_after = _int_header(headers, "retry-after")
-    if retry_after is not None:
-        return max(1.0, float(retry_after))
-    reset = _int_header(headers, "x-ratelimit-reset")
-    if reset is not None:
-        return max(1.0, reset - time.time())
-    return 1.0
-
-
-def _int_header(headers: Any, name: str) -> Optional[int]:
+    """Seconds from Retry-After, when Auth0 sends one (it does not promise to), else 0."""
     try:
-        value = headers.get(name)
-        return int(float(value)) if value is not None else None
+        value = (headers or {}).get("retry-after")
+        return max(1.0, float(value)) if value is not None else 0.0
     except (TypeError, ValueError):
-        return None
+        return 0.0
 
 
 def _reason(exc: Exception) -> str:

@@ -1,11 +1,13 @@
 """One run of an input: log pages in, events out, state committed.
 
-For each page of at most 100 logs:
+For each page of at most 100 logs, in Auth0's checkpoint order (log_id):
   look up the page's users in the state store (one query) -> classify each
   `s`/`ss` log (activity.py; a user read only for a new user whose log has
-  no login count) -> write and flush the events -> commit the checkpoint,
-  the newly known users and the flag writes they need, in one transaction
-  -> write the flags.
+  no login count), and with `collect = all` keep every other log as Auth0
+  sent it -> write the page's events with one write and one flush
+  (stream.py) -> commit the checkpoint, the newly known users and the flag
+  writes they need, in one commit -> flag writes as the rate limits allow
+  (flags.py).
 The checkpoint never moves before the events it covers are flushed, so a
 crash replays at most the page in flight and never skips a log.
 """
@@ -18,26 +20,26 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterator, Optional
 
-from splunklib.modularinput import Event
-
 from . import activity
 from .auth0_api import (
     PAGE_SIZE,
-    Auth0ApiError,
     Auth0Client,
     Auth0RequestError,
     Auth0Unavailable,
     CheckpointExpired,
-    RateLimited,
+    LogPage,
     UserNotFound,
 )
-from .config import START_NOW, START_OLDEST, InputConfig
-from .state import Checkpoint, StateStore
+from .config import COLLECT_ALL, START_NOW, START_OLDEST, InputConfig
+from .flags import FlagWriter
+from .state import Checkpoint
+from .stream import EventStream
 
 log = logging.getLogger("ta_auth0")
 
 SOURCE = "auth0"
 SOURCETYPE = "auth0_activity"
+SOURCETYPE_LOG = "auth0"  # every other Auth0 log, with collect = all (SPEC §4.1)
 # A run stops fetching new pages after this long and continues next interval
 # from its checkpoint, so a large backlog never turns into one endless
 # process and every run reports its summary line.
@@ -50,6 +52,7 @@ class RunStats:
     events_written: int = 0
     signups: int = 0
     logins: int = 0
+    other_events: int = 0
     flag_writes_done: int = 0
     flag_writes_pending: int = 0
     flag_writes_skipped: int = 0
@@ -64,37 +67,46 @@ class RunStats:
 
 
 class Collector:
-    """Runs one input once. `writer` is splunklib's EventWriter."""
+    """Runs one input once."""
 
-    def __init__(
-        self, config: InputConfig, state: StateStore, api: Auth0Client, writer, stanza: str, deadline: float
-    ) -> None:
+    def __init__(self, config: InputConfig, state, api: Auth0Client, stream: EventStream, deadline: float) -> None:
         self.config = config
         self.state = state
         self.api = api
-        self.writer = writer
-        self.stanza = stanza
+        self.stream = stream
         self.deadline = deadline
         self.stats = RunStats()
-        self._flags_paused = False
+        self.flags = FlagWriter(state, api, config.metadata_flag, deadline)
+        self._collect_all = config.collect == COLLECT_ALL
+        self._start = state.start_date()  # logs dated before it are not collected (start_from)
 
     def run(self) -> RunStats:
-        self._write_pending_flags(wait=False)  # leftovers of earlier runs first
-        for page in self._pages():
-            self._process(page)
-            self._write_pending_flags(wait=False)
-        self._write_pending_flags(wait=True)  # caught up: now flags may wait for the rate limit
+        update = self.config.update_metadata
+        if update:
+            self.api.idle_work = self.flags.write_one_now
+            self.flags.drain(patient=False)  # leftovers of earlier runs that can go at once
+        try:
+            for page in self._pages():
+                queued = self._process(page)
+                if update:
+                    self.flags.after_page(queued)
+            if update:
+                self.flags.drain(patient=True)  # the logs are read: now flags may wait
+        finally:
+            self.api.idle_work = None
+            self.stats.flag_writes_done = self.flags.stats.done
+            self.stats.flag_writes_skipped = self.flags.stats.skipped
         return self.stats
 
     # -- reading ---------------------------------------------------------------
-    def _pages(self) -> Iterator[list[dict]]:
+    def _pages(self) -> Iterator[LogPage]:
         checkpoint = self.state.checkpoint()
         if checkpoint is None:
-            first = self._first_log()
-            if first is None:
+            first = self._first_page()
+            if not first:
                 self.stats.caught_up = True
                 return
-            yield [first]
+            yield first
             checkpoint = self.state.checkpoint()
             if checkpoint is None:
                 raise Auth0Unavailable("Auth0 returned a log without log_id: cannot set the checkpoint")
@@ -119,32 +131,32 @@ class Collector:
             "time budget of %.0fs spent: continuing from log_id %s next interval", RUN_BUDGET_SECONDS, checkpoint.log_id
         )
 
-    def _first_log(self) -> Optional[dict]:
-        """Where a brand-new input starts (start_from): the oldest retained log,
-        or the first log since a date. `now` is the input's first run, kept in
-        state so that later runs before any log arrives agree on it."""
+    def _first_page(self) -> LogPage:
+        """Where a brand-new input starts (start_from): the oldest retained
+        log, or the first log since a date (`now`: the input's first run).
+        The start date is kept in state, so later runs agree on it and never
+        collect a log dated before it."""
         start = self.config.start_from
-        if start == START_OLDEST:
-            since = None
-        elif start == START_NOW:
-            since = self.state.start_date()
-            if since is None:
-                since = _iso(datetime.now(timezone.utc))
-                self.state.set_start_date(since)
-        else:
-            since = _iso(start)
-        first = self.api.first_log(since)
-        log.info("new input: starting at %s (start_from=%s)", _describe(first), since or START_OLDEST)
+        if start != START_OLDEST and self._start is None:
+            self._start = _iso(datetime.now(timezone.utc) if start == START_NOW else start)
+            self.state.set_start_date(self._start)
+        first = _earliest_in_log_order(self.api.oldest_logs(self._start))
+        log.info(
+            "new input: starting at %s (start_from=%s)",
+            "no log yet" if not first else f"log_id {first[0].get('log_id')} of {first[0].get('date')}",
+            self._start or START_OLDEST,
+        )
         return first
 
-    def _restart_after_gap(self, checkpoint: Checkpoint, error: CheckpointExpired) -> list[dict]:
-        """Auth0 answered 400 to `from=<checkpoint>`. If its oldest retained log
-        is newer than the checkpoint, the logs in between are gone: say so and
-        go on from the oldest. Otherwise the 400 means something else: stop."""
-        oldest = self.api.first_log()
-        oldest_date = activity.parse_date(oldest.get("date")) if oldest else None
+    def _restart_after_gap(self, checkpoint: Checkpoint, error: CheckpointExpired) -> LogPage:
+        """Auth0 answered 400 to `from=<checkpoint>`. If its oldest retained
+        logs are newer than the checkpoint, the logs in between are gone: say
+        so and go on from the oldest. Otherwise the 400 means something else: stop."""
+        oldest = self.api.oldest_logs()
+        dates = [activity.parse_date(entry.get("date")) for entry in oldest]
         checkpoint_date = activity.parse_date(checkpoint.date)
-        if oldest is None or oldest_date is None or checkpoint_date is None or oldest_date <= checkpoint_date:
+        first = _earliest_in_log_order(oldest)
+        if not first or None in dates or checkpoint_date is None or min(dates) <= checkpoint_date:
             raise Auth0RequestError(
                 f"Auth0 refused to read logs after the checkpoint log_id {checkpoint.log_id} ({error}), "
                 "and the checkpoint is still within the tenant's retention",
@@ -158,35 +170,45 @@ class Collector:
             checkpoint.log_id,
             checkpoint.date,
             checkpoint.date,
-            oldest.get("date"),
-            oldest.get("log_id"),
+            _iso(min(dates)),
+            first[0].get("log_id"),
         )
-        return [oldest]
+        return first
 
     # -- one page ------------------------------------------------------------------
-    def _process(self, page: list[dict]) -> None:
-        entries = [entry for entry in page if activity.is_activity(entry)]
-        page_users = {activity.user_id(entry) for entry in entries} - {None}
+    def _process(self, page: LogPage) -> int:
+        """Write the page's events, then commit; returns the flag writes queued."""
+        wanted = [
+            (entry, raw)
+            for entry, raw in zip(page, page.raws)
+            if self._start is None or not activity.is_before(entry.get("date"), self._start)
+        ]
+        page_users = {activity.user_id(entry) for entry, _ in wanted if activity.is_activity(entry)} - {None}
         known_before = self.state.known_users(page_users) if page_users else set()
         known = set(known_before)
         flagged, gone = set(), set()
-        events: list[tuple[str, Event]] = []
-        for entry in entries:
-            uid = activity.user_id(entry)
-            flag = None
-            if activity.needs_flag(entry, uid in known):
-                flag = self._read_flag(uid, gone)
-                if flag is True:
-                    flagged.add(uid)
-            message = activity.classify(entry, uid in known, flag)
-            events.append((message, self._event(entry, message)))
-            if uid:
-                known.add(uid)
+        events, signups, logins = [], 0, 0
+        for entry, raw in wanted:
+            if activity.is_activity(entry):
+                uid = activity.user_id(entry)
+                flag = None
+                if activity.needs_flag(entry, uid in known):
+                    flag = self._read_flag(uid, gone)
+                    if flag is True:
+                        flagged.add(uid)
+                message = activity.classify(entry, uid in known, flag)
+                signups += message == activity.SIGNUP
+                logins += message == activity.LOGIN
+                if uid:
+                    known.add(uid)
+                data = activity.to_json(activity.event_data(entry, message, self.config.domain))
+                events.append((activity.event_time(entry.get("date")), SOURCETYPE, data))
+            elif self._collect_all:
+                data = activity.stream_json(entry.get("log_id"), raw)
+                events.append((activity.event_time(entry.get("date")), SOURCETYPE_LOG, data))
 
-        # splunklib's Event.write_to flushes stdout after each event, so once
-        # this loop is done the page is with splunkd and the commit may follow.
-        for _, event in events:
-            self.writer.write_event(event)
+        # One write and one flush: once it returns, splunkd has the page.
+        self.stream.write_page(events)
 
         # Every user with an event is known from now on, deleted ones too (so a
         # later log of theirs is a Login without another lookup); the flag is
@@ -197,7 +219,17 @@ class Collector:
         checkpoint = Checkpoint(str(last["log_id"]), last.get("date")) if last else None
         self.state.commit_page(checkpoint, sorted(learned), to_flag)
 
-        self._count(page, events, checkpoint)
+        stats = self.stats
+        stats.logs_read += len(page)
+        stats.events_written += len(events)
+        stats.signups += signups
+        stats.logins += logins
+        stats.other_events += len(events) - signups - logins
+        stats.last_log_id = checkpoint.log_id if checkpoint else stats.last_log_id
+        newest = activity.newest_date(entry.get("date") for entry in page)
+        if newest and (stats.newest_log_date is None or activity.is_before(stats.newest_log_date, newest)):
+            stats.newest_log_date = newest
+        return len(to_flag)
 
     def _read_flag(self, uid: str, gone: set) -> object:
         try:
@@ -207,82 +239,26 @@ class Collector:
             gone.add(uid)
             return None
 
-    def _event(self, entry: dict, message: str) -> Event:
-        time_ = activity.log_time(entry)
-        return Event(
-            data=activity.to_json(activity.event_data(entry, message, self.config.domain)),
-            stanza=self.stanza,
-            time=None if time_ is None else f"{time_:.3f}",
-            host=self.config.domain,
-            index=self.config.index,
-            source=SOURCE,
-            sourcetype=SOURCETYPE,
-        )
-
-    def _count(self, page: list[dict], events: list[tuple[str, Event]], checkpoint: Optional[Checkpoint]) -> None:
-        stats = self.stats
-        stats.logs_read += len(page)
-        stats.events_written += len(events)
-        stats.signups += sum(1 for message, _ in events if message == activity.SIGNUP)
-        stats.logins += sum(1 for message, _ in events if message == activity.LOGIN)
-        stats.last_log_id = checkpoint.log_id if checkpoint else stats.last_log_id
-        dates = [d for d in (activity.parse_date(entry.get("date")) for entry in page) if d is not None]
-        newest = activity.parse_date(stats.newest_log_date)
-        if dates and (newest is None or max(dates) > newest):
-            stats.newest_log_date = _iso(max(dates))
-
-    # -- flags -------------------------------------------------------------------------
-    def _write_pending_flags(self, wait: bool) -> None:
-        """Set the flag on users queued by committed pages. Between pages no
-        rate-limit wait is allowed (a limited bucket defers the rest to after
-        the last page); failures stay queued for a later run. Flags never
-        hold back the events."""
-        if not self.config.update_metadata or self._flags_paused:
-            return
-        if wait:
-            self._drain_flags(wait)
-        else:
-            with self.api.no_rate_limit_waits():
-                self._drain_flags(wait)
-
-    def _drain_flags(self, wait: bool) -> None:
-        while self._time_left():
-            batch = self.state.pending_flags(limit=PAGE_SIZE)
-            if not batch:
-                return
-            for uid in batch:
-                try:
-                    self.api.set_user_flag(uid, self.config.metadata_flag)
-                except UserNotFound:
-                    log.info("user %s was deleted from Auth0 since its event: flag write skipped", uid)
-                    self.stats.flag_writes_skipped += 1
-                except RateLimited as exc:
-                    if wait:
-                        self._pause_flags(uid, exc, logging.WARNING)
-                    return
-                except Auth0Unavailable as exc:
-                    self._pause_flags(uid, exc, logging.WARNING)
-                    return
-                except Auth0ApiError as exc:
-                    self._pause_flags(uid, exc, logging.ERROR)
-                    return
-                else:
-                    self.stats.flag_writes_done += 1
-                self.state.flag_done(uid)
-
-    def _pause_flags(self, uid: str, exc: Exception, level: int) -> None:
-        self.state.flag_failed(uid, str(exc))
-        self._flags_paused = True
-        log.log(level, "flag writes paused for this run, %d kept for the next: %s", self.state.pending_count(), exc)
-
     def _time_left(self) -> bool:
         return time.monotonic() < self.deadline
+
+
+def _earliest_in_log_order(logs: LogPage) -> LogPage:
+    """Of logs found by date, the one that comes first in checkpoint order.
+
+    Auth0 reads by checkpoint in log_id order, and dates are not always in
+    that order: starting from the earliest *date* could skip a log that was
+    written a little later but got a smaller log_id. Starting from the
+    smallest log_id among the oldest hundred by date covers such skew.
+    Auth0's log_ids are fixed-width digit strings, so (length, text) orders
+    them as Auth0 does."""
+    indexes = [i for i, entry in enumerate(logs) if entry.get("log_id")]
+    if not indexes:
+        return LogPage()
+    first = min(indexes, key=lambda i: (len(str(logs[i]["log_id"])), str(logs[i]["log_id"])))
+    return logs.only(first)
 
 
 def _iso(moment: datetime) -> str:
     """Auth0's own date format: UTC, milliseconds, Z."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _describe(entry: Optional[dict]) -> str:
-    return "no log yet" if entry is None else f"log_id {entry.get('log_id')} of {entry.get('date')}"

@@ -87,12 +87,7 @@ def resolve_secrets(
     moved: dict[str, str] = {}
     secret = config.client_secret
     if secret == MASK:
-        secret = store.get(_user(config.name))
-        if secret is None:
-            raise CredentialError(
-                f"the client secret of input {config.name} is masked but missing from Splunk's credential store: "
-                "edit the input and type the client secret again"
-            )
+        secret = stored_client_secret(store, config.name)
     elif move:
         store.put(_user(config.name), secret)
         moved["client_secret"] = MASK
@@ -100,20 +95,38 @@ def resolve_secrets(
     proxy_url = config.proxy_url
     proxy = urlsplit(proxy_url) if proxy_url else None
     if proxy is not None and proxy.password:
-        user = _user(config.name) + "#proxy"
         if proxy.password == MASK:
-            password = store.get(user)
-            if password is None:
-                raise CredentialError(
-                    f"the proxy password of input {config.name} is masked but missing from Splunk's credential "
-                    "store: edit the input and type the proxy URL again"
-                )
-            proxy_url = _with_password(proxy, password)
+            proxy_url = stored_proxy_url(store, config)
         elif move:
-            store.put(user, proxy.password)
+            store.put(_user(config.name) + "#proxy", proxy.password)
             moved["proxy_url"] = _with_password(proxy, MASK)
 
     return dataclasses.replace(config, client_secret=secret, proxy_url=proxy_url), moved
+
+
+def stored_client_secret(store: CredentialStore, input_name: str) -> str:
+    """The client secret kept for this input; CredentialError if there is none."""
+    secret = store.get(_user(input_name))
+    if secret is None:
+        raise CredentialError(
+            f"the client secret of input {input_name} is masked but missing from Splunk's credential store: "
+            "edit the input and type the client secret again"
+        )
+    return secret
+
+
+def stored_proxy_url(store: CredentialStore, config: InputConfig) -> Optional[str]:
+    """The proxy URL with its masked password replaced by the stored one."""
+    proxy = urlsplit(config.proxy_url) if config.proxy_url else None
+    if proxy is None or proxy.password != MASK:
+        return config.proxy_url
+    password = store.get(_user(config.name) + "#proxy")
+    if password is None:
+        raise CredentialError(
+            f"the proxy password of input {config.name} is masked but missing from Splunk's credential "
+            "store: edit the input and type the proxy URL again"
+        )
+    return _with_password(proxy, password)
 
 
 def _with_password(parts, password: str) -> str:

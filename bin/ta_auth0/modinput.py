@@ -1,124 +1,124 @@
-"""The Splunk side: scheme, argument validation, and one run per process.
+"""The Splunk side of a run: splunkd's XML in, one run per stanza, the summary line.
 
 splunkd starts `bin/auth0_activity.py` with `--scheme` (to build the Data
 inputs form), with `--validate-arguments` (when an admin saves the form) and
-with no argument to run an input, sending XML on stdin each time.
-splunklib's Script handles the protocol; this module wires a run together.
+with no argument to run an input, sending XML on stdin each time. The first
+two go through splunklib's Script (scheme.py). Run mode is handled here: it
+is what splunkd starts every interval, and most runs find nothing new, so it
+imports only what a run needs (not splunklib.client, not pyjwt, not the
+credential store unless a secret must be read): see README "Development".
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from typing import Mapping, Optional
+import xml.etree.ElementTree as ET
+from typing import BinaryIO, Dict, Mapping, Optional, TextIO, Tuple
 
-from splunklib.modularinput import Argument, EventWriter, Scheme, Script
-
-from . import app_version
-from .auth0_api import MAX_RETRIES, Auth0ApiError, Auth0Client, MemoryTokenCache, RateLimited
-from .collector import RUN_BUDGET_SECONDS, Collector, RunStats
+from . import user_agent
 from .config import MASK, ConfigError, InputConfig, input_name, parse_config, proxy_password
-from .credentials import CredentialError, CredentialStore, resolve_secrets
 from .runlog import RunLog
 from .state import StateError, StateStore
 
 # A run that falls this far behind (with more logs still waiting) is warned
 # about: Auth0 keeps logs 1 day (free plan) to 30 days, then they are gone.
 LAG_WARNING_SECONDS = 12 * 3600
-# Saving the Data inputs form waits for validation: keep it short.
-VALIDATION_BUDGET_SECONDS = 20.0
 
-_ARGUMENTS = (
-    ("domain", "Auth0 domain", "Tenant domain, e.g. example.us.auth0.com (no https://, no path).", True),
-    (
-        "client_id",
-        "Client ID",
-        "Client ID of a machine-to-machine application authorised for the Management API.",
-        True,
-    ),
-    (
-        "client_secret",
-        "Client secret",
-        "Its client secret. Stored in Splunk's credential store on first use; shown here as ********.",
-        True,
-    ),
-    (
-        "start_from",
-        "Start from",
-        "Where a new input starts: oldest (every log Auth0 still keeps), now, or a date/time such as "
-        "2026-11-18T09:00:00Z. Default: oldest.",
-        False,
-    ),
-    (
-        "update_metadata",
-        "Update the signed-up flag",
-        "true: set app_metadata.<flag> = true on each user once their event is in Splunk (as the Auth0 rule "
-        "did); false: only read it. Default: true.",
-        False,
-    ),
-    ("metadata_flag", "Flag name", "The app_metadata key that marks a user as signed up. Default: signedUp.", False),
-    (
-        "proxy_url",
-        "Proxy URL",
-        "Optional outbound proxy for every Auth0 call: http(s)://[user:password@]host:port.",
-        False,
-    ),
-    ("log_level", "Log level", "DEBUG, INFO, WARNING or ERROR for ta_auth0.log. Default: INFO.", False),
-)
+Metadata = Dict[str, Optional[str]]
 
 
-class Auth0ActivityInput(Script):
-    """The `auth0_activity` modular input."""
+def main(argv: Optional[list] = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) == 1:
+        return run(sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
+    from .scheme import Auth0ActivityInput
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed = False
-
-    def get_scheme(self) -> Scheme:
-        scheme = Scheme("Auth0 activity")
-        scheme.description = (
-            "Successful Auth0 signups and logins (sourcetype auth0_activity), read from the tenant's logs "
-            "through the Management API; keeps each user's app_metadata signed-up flag in step."
-        )
-        scheme.use_external_validation = True
-        scheme.use_single_instance = False
-        scheme.streaming_mode = Scheme.streaming_mode_xml
-        for name, title, description, required in _ARGUMENTS:
-            argument = Argument(name, title=title, description=description)
-            argument.data_type = Argument.data_type_boolean if name == "update_metadata" else Argument.data_type_string
-            argument.required_on_create = required
-            argument.required_on_edit = False
-            scheme.add_argument(argument)
-        return scheme
-
-    def validate_input(self, definition) -> None:
-        validate(definition.metadata.get("name") or "", definition.parameters, definition.metadata)
-
-    def stream_events(self, inputs, ew: EventWriter) -> None:
-        # splunkd sends one stanza per process (use_single_instance = false).
-        for stanza, params in inputs.inputs.items():
-            if not run_input(stanza, params, inputs.metadata, ew):
-                self.failed = True
+    return Auth0ActivityInput().run(argv)
 
 
-def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, Optional[str]], writer) -> bool:
+def run(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
+    """Run mode: every stanza splunkd sent (one per process, as the scheme
+    asks), events on stdout; 0 when every run succeeded."""
+    from .stream import EventStream
+
+    try:
+        metadata, stanzas = parse_input_definition(stdin.read())
+    except (ET.ParseError, ValueError) as exc:
+        stderr.write(f"ERROR cannot read the input definition splunkd sent on stdin: {exc}\n")
+        return 1
+    stream = EventStream(stdout)
+    failed = False
+    for stanza, params in stanzas.items():
+        if not run_input(stanza, params, metadata, stream):
+            failed = True
+    try:
+        stream.close()
+    except OSError:  # splunkd went away; the run's own error says so
+        return 1
+    return 1 if failed else 0
+
+
+def parse_input_definition(document: bytes) -> Tuple[Metadata, Dict[str, Dict[str, object]]]:
+    """splunkd's `<input>` document: its metadata and each stanza's parameters.
+
+    The same reading as splunklib's InputDefinition.parse (tests compare the
+    two): `<param>` gives a string, `<param_list>` a list of its `<value>`s."""
+    root = ET.fromstring(document)
+    if root.tag != "input":
+        raise ValueError(f"expected <input>, got <{root.tag}>")
+    metadata: Metadata = {}
+    stanzas: Dict[str, Dict[str, object]] = {}
+    for node in root:
+        if node.tag == "configuration":
+            for stanza in node:
+                if stanza.tag != "stanza":
+                    continue
+                params: Dict[str, object] = {}
+                for param in stanza:
+                    if param.tag == "param":
+                        params[param.get("name") or ""] = param.text
+                    elif param.tag == "param_list":
+                        params[param.get("name") or ""] = [value.text for value in param if value.tag == "value"]
+                stanzas[stanza.get("name") or ""] = params
+        else:
+            metadata[node.tag] = node.text
+    return metadata, stanzas
+
+
+def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, stream) -> bool:
     """Run one input once; log what happened; True when the run succeeded."""
+    from .auth0_api import MAX_RETRIES, Auth0ApiError, Auth0Client, RateLimited
+    from .collector import RUN_BUDGET_SECONDS, SOURCE, Collector, RunStats
+    from .credentials import CredentialError
+    from .stream import StreamClosed
+
     runlog = RunLog(input_name(stanza), sys.stderr, os.environ.get("SPLUNK_HOME"))
     log = runlog.logger
     started = time.monotonic()
+    deadline = started + RUN_BUDGET_SECONDS
     stats, api, status = RunStats(), None, "error"
     try:
         runlog.hide([str(params.get("client_secret") or ""), proxy_password(str(params.get("proxy_url") or ""))])
         config = parse_config(stanza, params)
         runlog.set_level(config.log_level)
         runlog.set_domain(config.domain)
-        config, masked = _with_secrets(config, metadata, log)
-        runlog.hide([config.client_secret, proxy_password(config.proxy_url)])
+        secrets = _Secrets(config, metadata, runlog)
+        config = secrets.prepare()
         with StateStore.open(metadata.get("checkpoint_dir") or ".", config.name, config.domain) as state:
-            api = _client(config, started + RUN_BUDGET_SECONDS, token_cache=state)
-            collector = Collector(config, state, api, writer, stanza, started + RUN_BUDGET_SECONDS)
+            api = Auth0Client(
+                domain=config.domain,
+                client_id=config.client_id,
+                secret=secrets.client_secret,
+                token_cache=state,
+                deadline=deadline,
+                proxy_url=config.proxy_url,
+                user_agent=user_agent(),
+                retries=MAX_RETRIES,
+            )
+            events = stream.writer(stanza, SOURCE, config.domain, config.index)
+            collector = Collector(config, state, api, events, deadline)
             try:
                 stats = collector.run()
                 status = "ok"
@@ -128,16 +128,16 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
                 log.warning("run stopped early at log_id %s: %s", stats.last_log_id, exc)
             except Auth0ApiError as exc:
                 stats = collector.stats
-                log.error("run failed at log_id %s: %s", stats.last_log_id or state_checkpoint(state) or "-", exc)
+                log.error("run failed at log_id %s: %s", stats.last_log_id or _checkpoint_of(state), exc)
             finally:
                 stats.flag_writes_pending = state.pending_count()
                 api.close()
-        _mask_stanza(config.name, masked, metadata, log)
+        secrets.mask_stanza()
     except ConfigError as exc:
         log.error("input %s is misconfigured, nothing collected: %s", input_name(stanza), exc)
     except CredentialError as exc:
         log.error("input %s: %s", input_name(stanza), exc)
-    except StateError as exc:
+    except (StateError, StreamClosed) as exc:
         log.error("%s", exc)
     except Exception as exc:
         log.exception("run failed unexpectedly: %s: %s", type(exc).__name__, exc)
@@ -146,103 +146,86 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
     return status != "error"
 
 
-def _with_secrets(config: InputConfig, metadata: Mapping[str, Optional[str]], log) -> tuple[InputConfig, dict]:
-    """Real secrets for this run; a typed secret moves to storage/passwords
-    (the stanza is masked at the end of the run, see _mask_stanza).
+class _Secrets:
+    """The run's secrets. A typed one moves to storage/passwords at the
+    start (the stanza is masked at the end of the run: splunkd restarts an
+    input whose stanza changes); a masked client secret is read from the
+    store only when a token must be requested, so a run with a cached token
+    never calls splunkd."""
 
-    If the store cannot take a newly typed secret, the run still collects
-    with it (the admin gave it) and says so, every run, until it works."""
-    try:
-        return resolve_secrets(config, _store(metadata))
-    except CredentialError as exc:
-        if config.secret_is_masked or MASK in (config.proxy_url or ""):
-            raise
-        log.error("%s; the secret stays in plain text in inputs.conf until this works", exc)
-        return config, {}
+    def __init__(self, config: InputConfig, metadata: Metadata, runlog: RunLog) -> None:
+        self.config = config
+        self.metadata = metadata
+        self.runlog = runlog
+        self.masked: Dict[str, str] = {}
 
+    def _store(self):
+        from .credentials import CredentialStore
 
-def _mask_stanza(name: str, masked: Mapping[str, str], metadata: Mapping[str, Optional[str]], log) -> None:
-    """Mask newly stored secrets in the input's stanza. Last in the run:
-    splunkd restarts an input whose stanza changes."""
-    if not masked:
-        return
-    try:
-        _store(metadata).mask_input(name, **masked)
-    except CredentialError as exc:
-        log.error("%s; the secret stays in plain text in inputs.conf until this works", exc)
-        return
-    log.info("moved %s into Splunk's credential store and masked it in the input's settings", ", ".join(sorted(masked)))
+        return CredentialStore(self.metadata.get("server_uri") or "", self.metadata.get("session_key") or "")
 
+    def prepare(self) -> InputConfig:
+        """The config to run with: typed secrets stored, a masked proxy
+        password read (every call needs the proxy)."""
+        import dataclasses
 
-def _client(config: InputConfig, deadline: float, token_cache=None, retries: int = MAX_RETRIES) -> Auth0Client:
-    return Auth0Client(
-        domain=config.domain,
-        client_id=config.client_id,
-        client_secret=config.client_secret,
-        token_cache=token_cache if token_cache is not None else MemoryTokenCache(),
-        deadline=deadline,
-        proxy_url=config.proxy_url,
-        user_agent=f"TA-auth0/{app_version()}",
-        retries=retries,
-    )
+        from .credentials import CredentialError, resolve_secrets, stored_proxy_url
 
+        config = self.config
+        if not config.secret_is_masked or _proxy_password_typed(config):
+            # If the store cannot take a newly typed secret, the run still
+            # collects with it (the admin gave it) and says so, every run,
+            # until it works.
+            try:
+                config, self.masked = resolve_secrets(config, self._store())
+            except CredentialError as exc:
+                if config.secret_is_masked or MASK in (config.proxy_url or ""):
+                    raise
+                self.runlog.logger.error("%s; the secret stays in plain text in inputs.conf until this works", exc)
+        elif MASK in (config.proxy_url or ""):
+            config = dataclasses.replace(config, proxy_url=stored_proxy_url(self._store(), config))
+        self.runlog.hide([config.client_secret, proxy_password(config.proxy_url)])
+        self.config = config
+        return config
 
-def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Optional[str]]) -> None:
-    """--validate-arguments: check the values, then try them against Auth0
-    (a token, its scopes, a one-log read). Raises with a message a person
-    can act on; the secret never appears in it."""
-    secrets = [str(params.get("client_secret") or ""), proxy_password(str(params.get("proxy_url") or ""))]
-    try:
-        config = parse_config(name, params)
-        typed = not (config.secret_is_masked or MASK in (config.proxy_url or ""))
-        if not typed:
-            # A later edit: the form shows the mask, the store has the secret.
-            config, _ = resolve_secrets(config, _store(metadata), move=False)
-            secrets += [config.client_secret, proxy_password(config.proxy_url)]
-        api = _client(config, time.monotonic() + VALIDATION_BUDGET_SECONDS, retries=0)
+    def client_secret(self) -> str:
+        if self.config.client_secret == MASK:
+            import dataclasses
+
+            from .credentials import stored_client_secret
+
+            secret = stored_client_secret(self._store(), self.config.name)
+            self.runlog.hide([secret])
+            self.config = dataclasses.replace(self.config, client_secret=secret)
+        return self.config.client_secret
+
+    def mask_stanza(self) -> None:
+        """Mask newly stored secrets in the input's stanza: last in the run."""
+        if not self.masked:
+            return
+        from .credentials import CredentialError
+
+        log = self.runlog.logger
         try:
-            _check_scopes(config, api.granted_scopes())
-            api.first_log(newest=True)
-        finally:
-            api.close()
-        if typed:
-            # Auth0 accepted it: store the secret now (SPEC §6); the first run
-            # masks the stanza. Best effort: that run stores it too, and logs
-            # if it cannot.
-            with contextlib.suppress(CredentialError):
-                resolve_secrets(config, _store(metadata))
-    except (ConfigError, CredentialError, Auth0ApiError, ValueError) as exc:
-        raise ValueError(_redact(str(exc), secrets)) from None
+            self._store().mask_input(self.config.name, **self.masked)
+        except CredentialError as exc:
+            log.error("%s; the secret stays in plain text in inputs.conf until this works", exc)
+            return
+        moved = ", ".join(sorted(self.masked))
+        log.info("moved %s into Splunk's credential store and masked it in the input's settings", moved)
 
 
-def _store(metadata: Mapping[str, Optional[str]]) -> CredentialStore:
-    return CredentialStore(metadata.get("server_uri") or "", metadata.get("session_key") or "")
+def _proxy_password_typed(config: InputConfig) -> bool:
+    password = proxy_password(config.proxy_url)
+    return bool(password) and password != MASK
 
 
-def _check_scopes(config: InputConfig, granted: Optional[set]) -> None:
-    """The scopes these settings need, against those Auth0 granted (when it said)."""
-    missing = [scope for scope in config.required_scopes if granted is not None and scope not in granted]
-    if missing:
-        many = len(missing) > 1
-        raise ValueError(
-            f"the application {config.client_id} lacks the {', '.join(missing)} scope{'s' if many else ''} on "
-            f"{config.domain}: add {'them' if many else 'it'} under Applications > APIs > Auth0 Management API > "
-            "Machine to Machine Applications"
-        )
-
-
-def _redact(text: str, secrets) -> str:
-    for secret in sorted((s for s in secrets if s and s != MASK), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
-
-
-def state_checkpoint(state: StateStore) -> Optional[str]:
+def _checkpoint_of(state) -> str:
     checkpoint = state.checkpoint()
-    return checkpoint.log_id if checkpoint else None
+    return checkpoint.log_id if checkpoint else "-"
 
 
-def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], duration: float, interval) -> None:
+def _summary(log, status: str, stats, api, duration: float, interval) -> None:
     """The one line per run SPEC §7 asks for, key=value for Splunk's extraction."""
     lag = stats.lag_seconds(time.time())
     api_stats = api.stats if api else None
@@ -252,6 +235,7 @@ def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], dura
         "events_written": stats.events_written,
         "signups": stats.signups,
         "logins": stats.logins,
+        "other_events": stats.other_events,
         "flag_writes_done": stats.flag_writes_done,
         "flag_writes_pending": stats.flag_writes_pending,
         "flag_writes_skipped": stats.flag_writes_skipped,
@@ -273,9 +257,3 @@ def _summary(log, status: str, stats: RunStats, api: Optional[Auth0Client], dura
             "and older ones are lost for good: check the rate limits and the interval",
             lag / 3600,
         )
-
-
-def main(argv: Optional[list] = None) -> int:
-    script = Auth0ActivityInput()
-    code = script.run(argv if argv is not None else sys.argv)
-    return code or (1 if script.failed else 0)

@@ -1,6 +1,7 @@
 """SPEC §3 external validation: every bad value gets its own clear message,
 the script exits non-zero, and the secret is never echoed."""
 
+import socket
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -87,12 +88,38 @@ def test_application_not_authorised_for_the_management_api(bed):
 
 
 def test_missing_scopes_named(bed):
+    # LOGS_ONLY has read:logs alone: it lacks a user read and a user write scope.
     text = message_of(bed.validate(client_id=LOGS_ONLY_CLIENT_ID, client_secret=LOGS_ONLY_CLIENT_SECRET))
-    assert "lacks the read:logs_users, read:users, update:users_app_metadata scopes" in text
+    assert "lacks the read:users, update:users_app_metadata scopes" in text
     text = message_of(
         bed.validate(client_id=LOGS_ONLY_CLIENT_ID, client_secret=LOGS_ONLY_CLIENT_SECRET, update_metadata="false")
     )
-    assert "lacks the read:logs_users, read:users scopes" in text
+    assert "lacks the read:users scope on" in text
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        ["read:logs", "read:users", "update:users_app_metadata"],  # what README asks for
+        ["read:logs_users", "read:users", "update:users"],  # Auth0's alternatives for the same calls
+    ],
+)
+def test_any_scope_auth0_accepts_for_a_call_is_accepted(bed, scopes):
+    bed.tenant.add_client("alt-client", "alt-secret-0123456789", scopes=scopes)
+    assert message_of(bed.validate(client_id="alt-client", client_secret="alt-secret-0123456789")) is None
+
+
+def test_an_application_without_any_log_scope_is_refused_naming_read_logs(bed):
+    bed.tenant.add_client("no-logs", "no-logs-secret-0123456789", scopes=["read:users", "update:users"])
+    text = message_of(bed.validate(client_id="no-logs", client_secret="no-logs-secret-0123456789"))
+    assert f"the application no-logs lacks the read:logs scope on {bed.tenant.domain}" in text
+
+
+def test_localhost_with_a_port_is_a_domain(bed):
+    # The tenant listens on 127.0.0.1 only: this holds only where localhost is 127.0.0.1.
+    addresses = {info[4][0] for info in socket.getaddrinfo("localhost", bed.tenant.port, type=socket.SOCK_STREAM)}
+    assert addresses == {"127.0.0.1"}, f"localhost resolves to {addresses} here; the tests use 127.0.0.1 only"
+    assert message_of(bed.validate(domain=f"localhost:{bed.tenant.port}")) is None
 
 
 def test_mask_accepted_on_later_edits(bed):
