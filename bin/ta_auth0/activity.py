@@ -8,10 +8,11 @@ who existed before the add-on was installed is not counted as new.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 SIGNUP = "Signup"
 LOGIN = "Login"
@@ -48,10 +49,22 @@ EVENT_KEYS = (
     "tenant",
 )
 
-# One encoder for every event: json.dumps with options builds a new one per call.
+# One encoder for every event: json.dumps with options builds a new encoder
+# per call, and JSONEncoder.encode still builds its C encoder per call; the
+# C encoder it builds (json.encoder.c_make_encoder, there in CPython 3.9 to
+# 3.13) is made once here, with the same settings, and reused.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_C_ENCODE = (
+    json.encoder.c_make_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    if getattr(json.encoder, "c_make_encoder", None)
+    else None
+)
 # Auth0's own date format, e.g. 2026-11-20T10:11:12.345Z: read without datetime.
-_AUTH0_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z")
+_AUTH0_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_AUTH0_DAY = re.compile(r"\d{4}-\d\d-\d\d")
+_AUTH0_CLOCK = re.compile(r"T\d\d:\d\d:\d\d\.\d{3}Z")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
@@ -69,19 +82,21 @@ def logins_count(log: Mapping[str, Any]) -> Optional[int]:
 
     Current logs: `details.prompts[].stats.loginsCount`; older ones:
     `details.stats.loginsCount`. SSO and silent logins carry none. Anything
-    that is not a positive integer counts as absent.
+    that is not a positive integer counts as absent; of several, the largest.
     """
     details = log.get("details")
     if not isinstance(details, dict):
         return None
-    found = []
+    best = _stat(details.get("stats"))
     prompts = details.get("prompts")
-    for prompt in prompts if isinstance(prompts, list) else ():
-        if isinstance(prompt, dict):
-            found.append(_stat(prompt.get("stats")))
-    found.append(_stat(details.get("stats")))
-    counts = [count for count in found if count is not None]
-    return max(counts) if counts else None
+    if isinstance(prompts, list):
+        for prompt in prompts:
+            stats = prompt.get("stats") if isinstance(prompt, dict) else None
+            if stats is not None:
+                count = _stat(stats)
+                if count is not None and (best is None or count > best):
+                    best = count
+    return best
 
 
 def _stat(stats: Any) -> Optional[int]:
@@ -93,23 +108,31 @@ def _stat(stats: Any) -> Optional[int]:
     return count
 
 
-def needs_flag(log: Mapping[str, Any], known: bool) -> bool:
+# "not computed yet": the collector computes a log's count once and passes it on.
+_UNSET: Any = object()
+
+
+def needs_flag(log: Mapping[str, Any], known: bool, count: Optional[int] = _UNSET) -> bool:
     """True when only the user's app_metadata flag can decide (SPEC §5 rule 2)."""
-    return log.get("type") == "s" and not known and logins_count(log) is None and user_id(log) is not None
+    if log.get("type") != "s" or known or user_id(log) is None:
+        return False
+    return (logins_count(log) if count is _UNSET else count) is None
 
 
-def classify(log: Mapping[str, Any], known: bool, flagged: Optional[bool] = None) -> str:
+def classify(log: Mapping[str, Any], known: bool, flagged: Optional[bool] = None, count: Optional[int] = _UNSET) -> str:
     """Signup or Login for an `s`/`ss` log.
 
     known: the add-on already wrote an event for this user, or knows their
     flag is true. flagged: the user's app_metadata flag, read from Auth0 only
     when `needs_flag` says so (None when it was not read or the user is gone).
+    count: the log's `logins_count`, if already computed.
     """
     if log.get("type") == "ss":
         return SIGNUP
     if known:
         return LOGIN
-    count = logins_count(log)
+    if count is _UNSET:
+        count = logins_count(log)
     if count is not None:
         return SIGNUP if count == 1 else LOGIN
     return LOGIN if flagged is True else SIGNUP
@@ -124,34 +147,39 @@ def protocol(log: Mapping[str, Any]) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
-def event_data(log: Mapping[str, Any], message: str, tenant: str) -> dict:
+def event_data(log: Mapping[str, Any], message: str, tenant: str, count: Optional[int] = _UNSET) -> dict:
     """The event's JSON object: the rule's six keys, then the log's own fields."""
+    get = log.get
     return {
         "message": message,
-        "application": log.get("client_name"),
-        "clientIP": log.get("ip"),
+        "application": get("client_name"),
+        "clientIP": get("ip"),
         "protocol": protocol(log),
-        "userName": log.get("user_name"),
-        "userId": log.get("user_id"),
-        "log_id": log.get("log_id"),
-        "date": log.get("date"),
-        "type": log.get("type"),
-        "description": log.get("description"),
-        "connection": log.get("connection"),
-        "connection_id": log.get("connection_id"),
-        "strategy": log.get("strategy"),
-        "strategy_type": log.get("strategy_type"),
-        "client_id": log.get("client_id"),
-        "user_agent": log.get("user_agent"),
-        "hostname": log.get("hostname"),
-        "loginsCount": logins_count(log),
+        "userName": get("user_name"),
+        "userId": get("user_id"),
+        "log_id": get("log_id"),
+        "date": get("date"),
+        "type": get("type"),
+        "description": get("description"),
+        "connection": get("connection"),
+        "connection_id": get("connection_id"),
+        "strategy": get("strategy"),
+        "strategy_type": get("strategy_type"),
+        "client_id": get("client_id"),
+        "user_agent": get("user_agent"),
+        "hostname": get("hostname"),
+        "loginsCount": logins_count(log) if count is _UNSET else count,
         "tenant": tenant,
     }
 
 
 def to_json(data: Mapping[str, Any]) -> str:
-    """Compact UTF-8 JSON decoding to exactly `data` (stream.py makes it XML-safe)."""
-    return _ENCODER.encode(data)
+    """Compact UTF-8 JSON decoding to exactly `data` (stream.py makes it XML-safe).
+
+    `data` must not refer to itself (the reused C encoder does not check)."""
+    if _C_ENCODE is None:
+        return _ENCODER.encode(data)
+    return "".join(_C_ENCODE(data, 0))
 
 
 def stream_json(log_id: Any, raw: str) -> str:
@@ -170,20 +198,29 @@ def log_time(log: Mapping[str, Any]) -> Optional[float]:
 def event_time(value: Any) -> Optional[str]:
     """A log's `date` as the event's <time>: epoch seconds with milliseconds.
 
-    Auth0's own format is read with a regex and integer arithmetic (this runs
-    for every event); anything else goes through parse_date."""
-    match = _AUTH0_DATE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        moment = parse_date(value)
-        return None if moment is None else f"{moment.timestamp():.3f}"
-    year, month, day, hour, minute, second, millis = match.groups()
+    This runs for every event, so Auth0's own format (2026-11-20T10:11:12.345Z)
+    is read with slices and integer arithmetic, the day's start cached;
+    anything else goes through parse_date."""
+    if isinstance(value, str) and len(value) == 24 and _AUTH0_CLOCK.fullmatch(value, 10):
+        start = _day_start(value[:10])
+        hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
+        if start is not None and hour < 24 and minute < 60 and second < 60:
+            return f"{start + hour * 3600 + minute * 60 + second}.{value[20:23]}"
+        return None
+    moment = parse_date(value)
+    return None if moment is None else f"{moment.timestamp():.3f}"
+
+
+@functools.lru_cache(maxsize=64)
+def _day_start(day: str) -> Optional[int]:
+    """Epoch seconds of 00:00 UTC on `day` (YYYY-MM-DD), None if it is no such day (or before 1970)."""
+    if not _AUTH0_DAY.fullmatch(day):
+        return None
     try:
-        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+        days = date(int(day[:4]), int(day[5:7]), int(day[8:10])).toordinal() - _EPOCH_ORDINAL
     except ValueError:
         return None
-    if days < 0 or int(hour) > 23 or int(minute) > 59 or int(second) > 59:
-        return None
-    return f"{days * 86400 + int(hour) * 3600 + int(minute) * 60 + int(second)}.{millis}"
+    return days * 86400 if days >= 0 else None
 
 
 def is_before(value: Any, moment: str) -> bool:
@@ -196,14 +233,20 @@ def is_before(value: Any, moment: str) -> bool:
     return mine is not None and theirs is not None and mine < theirs
 
 
-def newest_date(values: Iterable[Any]) -> Optional[str]:
-    """The latest of these dates (as given), None when none is readable."""
-    newest: Optional[str] = None
-    for value in values:
-        if isinstance(value, str) and (newest is None or is_before(newest, value)):
-            if newest is not None or parse_date(value) is not None:
-                newest = value
-    return newest
+def newest_date(values: Sequence[Any]) -> Optional[str]:
+    """The latest of these dates (as given), None when none is readable.
+    When all are in Auth0's own format they compare as text."""
+    texts = [value for value in values if isinstance(value, str)]
+    if texts and all(len(text) == 24 and text[-1] == "Z" for text in texts):
+        newest = max(texts)
+        if _AUTH0_DATE.fullmatch(newest):
+            return newest
+    best: Optional[tuple] = None
+    for text in texts:
+        moment = parse_date(text)
+        if moment is not None and (best is None or moment > best[1]):
+            best = (text, moment)
+    return best[0] if best else None
 
 
 def parse_date(value: Any) -> Optional[datetime]:

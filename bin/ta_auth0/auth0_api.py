@@ -1,18 +1,10 @@
 """Every call to Auth0: token, log pages, user flag read and write.
 
 Built on auth0-python 4.13 (GetToken, Logs, Users) for request building and
-error parsing. Two things it does not do well enough for a collector, so we
-go around them here and only here:
-
-* its RestClient calls `requests.request()` for every call, a new TCP+TLS
-  connection per log page; `_PooledRestClient` sends through one
-  `requests.Session` per run instead;
-* it retries a 429 at most a second later, ignoring `X-RateLimit-Reset`;
-  we turn its retries off and pace ourselves on Auth0's rate-limit headers
-  (pacing.py);
-* it parses a page of logs into dicts only; `collect = all` writes each log
-  exactly as Auth0 sent it, so `_PooledRestClient` also keeps each log's own
-  JSON text (`LogPage.raws`).
+error parsing, over transport.py (one pooled connection, and what the
+library does not do well enough for a collector: see there). It retries a
+429 at most a second later, ignoring `X-RateLimit-Reset`: we turn its
+retries off and pace ourselves on Auth0's rate-limit headers (pacing.py).
 
 Errors are typed (Auth0AuthError, Auth0ScopeError, RateLimited,
 Auth0Unavailable, CheckpointExpired, UserNotFound, Auth0RequestError) and
@@ -21,28 +13,26 @@ their messages never contain the secret or a token.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Protocol, TypeVar
+from typing import Any, Callable, Optional, Protocol, TypeVar
 from urllib.parse import quote
 
-import requests
 from auth0.exceptions import Auth0Error as LibraryError
 from auth0.management import Logs, Users
-from auth0.rest import JsonResponse, RestClient, RestClientOptions
+from urllib3 import exceptions as http_errors
 
 from .config import ENDPOINT_SCOPES
 from .pacing import Pacer, read_limits
 from .state import CachedToken
+from .transport import Answer, LogPage, PooledRestClient, Transport
 
 log = logging.getLogger("ta_auth0")
 T = TypeVar("T")
 
 PAGE_SIZE = 100  # Auth0's maximum `take` in checkpoint mode
-TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 # A Management API token lives 24 h by default; Auth0 rate-limits
 # /oauth/token and logs every token it issues, so a token is reused across
 # runs until it is this close to expiry (more than a run's time budget).
@@ -124,99 +114,9 @@ class MemoryTokenCache:
         self._token = token
 
 
-class LogPage(list):
-    """A page of logs as dicts, with each log's own JSON text in `raws`
-    (same order): what `collect = all` writes, byte for byte."""
-
-    raws: List[str]
-
-    def only(self, index: int) -> LogPage:
-        """A page of just this page's log number `index`."""
-        page = LogPage([self[index]])
-        page.raws = [self.raws[index]]
-        return page
-
-
-_JSON = json.JSONDecoder()
-_BLANK = re.compile(r"[ \t\n\r]*")
-
-
-def parse_log_page(text: str) -> Any:
-    """A JSON array of logs kept with each element's exact text; anything
-    else (an error object, search mode with totals) parsed as plain JSON.
-
-    json's raw_decode gives each element's end, so the page is parsed once,
-    by the C scanner, and the text of each log is a slice of the answer."""
-    skip = _BLANK.match
-    position = skip(text).end()
-    if text[position : position + 1] != "[":
-        return json.loads(text)
-    page = LogPage()
-    page.raws = []
-    position = skip(text, position + 1).end()
-    if text[position : position + 1] == "]":
-        closing = position
-    else:
-        while True:
-            value, end = _JSON.raw_decode(text, position)
-            page.append(value)
-            page.raws.append(text[position:end])
-            position = skip(text, end).end()
-            separator = text[position : position + 1]
-            if separator == "]":
-                closing = position
-                break
-            if separator != ",":
-                raise ValueError(f"expected , or ] at {position} in the log page")
-            position = skip(text, position + 1).end()
-    if skip(text, closing + 1).end() != len(text):
-        raise ValueError("unexpected text after the log page")
-    return page
-
-
-class _LogPageResponse(JsonResponse):
-    """auth0-python's JSON response, its content parsed by `parse_log_page`."""
-
-    def __init__(self, response: requests.Response, text: str) -> None:
-        # JsonResponse.__init__ would parse the text again: skip to Response's.
-        super(JsonResponse, self).__init__(response.status_code, parse_log_page(text), response.headers)
-
-
-class _PooledRestClient(RestClient):
-    """auth0-python's RestClient, sending through a shared requests.Session.
-
-    Only the transport is replaced (and, for success answers that are JSON
-    arrays, the parser keeps each element's text): the library still builds
-    the request (headers, telemetry, JSON) and turns error answers into its
-    Auth0Error / RateLimitError. No retry loop here: Auth0Client paces and
-    retries. The last response is kept for its rate-limit headers.
-    """
-
-    def __init__(self, session: requests.Session, jwt: Optional[str], user_agent: str) -> None:
-        super().__init__(jwt, options=RestClientOptions(telemetry=True, timeout=TIMEOUT, retries=0))
-        self.base_headers["User-Agent"] = user_agent
-        self._session = session
-        self.last_response: Optional[requests.Response] = None
-
-    def _request(self, method, url, params=None, data=None, json=None, headers=None, files=None):
-        self.last_response = None
-        response = self._session.request(
-            method, url, params=params, data=data, json=json, headers=headers, files=files, timeout=self.options.timeout
-        )
-        self.last_response = response
-        return self._process_response(response)
-
-    def _parse(self, response: requests.Response):
-        if response.status_code < 400:
-            text = response.text  # decoded once (requests decodes on every access)
-            if text.lstrip()[:1] == "[":
-                return _LogPageResponse(response, text)
-        return super()._parse(response)
-
-
 @dataclass
 class Auth0Client:
-    """One run's connection to a tenant: one session, one token, paced calls.
+    """One run's connection to a tenant: one connection, one token, paced calls.
 
     secret: gives the client secret when a token must be requested (an idle
     run with a cached token never needs it, nor the credential store).
@@ -238,19 +138,18 @@ class Auth0Client:
     retries: int = MAX_RETRIES  # for 5xx and network errors; validation uses 0
     stats: ApiStats = field(default_factory=ApiStats)
     idle_work: Optional[Callable[[], bool]] = field(default=None, repr=False)
+    keep_raw: bool = False  # keep each log's own JSON text (collect = all)
 
     def __post_init__(self) -> None:
-        self.session = requests.Session()
-        if self.proxy_url:
-            self.session.proxies = {"http": self.proxy_url, "https": self.proxy_url}
+        self.transport = Transport(self.domain, self.proxy_url)
         self.pacer = Pacer(time.time)
         self._token: Optional[CachedToken] = None
         self._refreshed = False
-        self._rest: Optional[_PooledRestClient] = None
+        self._rest: Optional[PooledRestClient] = None
         self._in_idle_work = False
 
     def close(self) -> None:
-        self.session.close()
+        self.transport.close()
 
     def ready(self, kind: str) -> bool:
         """May a call of this kind ("logs", "users_read", "users_write") go now?"""
@@ -284,7 +183,7 @@ class Auth0Client:
         from auth0.authentication import GetToken
 
         client = GetToken(self.domain, self.client_id, client_secret=self.secret())
-        client.client = self._rest_client(None)  # same pooled session (see _PooledRestClient)
+        client.client = self._rest_client(None)  # the same pooled connection
         self.stats.tokens_requested += 1
         try:
             answer = self._call("token", lambda: client.client_credentials(audience=self.audience), client.client)
@@ -382,21 +281,21 @@ class Auth0Client:
         )
 
     # -- plumbing --------------------------------------------------------------------
-    def _rest_client(self, jwt: Optional[str]) -> _PooledRestClient:
-        return _PooledRestClient(self.session, jwt, self.user_agent)
+    def _rest_client(self, jwt: Optional[str]) -> PooledRestClient:
+        return PooledRestClient(self.transport, jwt, self.user_agent, self.keep_raw)
 
-    def _logs(self, rest: _PooledRestClient) -> Logs:
+    def _logs(self, rest: PooledRestClient) -> Logs:
         logs = Logs(self.domain, rest.jwt or "")
         logs.client = rest
         return logs
 
-    def _users(self, rest: _PooledRestClient) -> Users:
+    def _users(self, rest: PooledRestClient) -> Users:
         users = Users(self.domain, rest.jwt or "")
         users.client = rest
         return users
 
     def _api(
-        self, kind: str, call: Callable[[_PooledRestClient], T], not_found: bool = False, patient: bool = True
+        self, kind: str, call: Callable[[PooledRestClient], T], not_found: bool = False, patient: bool = True
     ) -> T:
         """A Management API call with the current token; one renewal on 401."""
         while True:
@@ -428,7 +327,7 @@ class Auth0Client:
                     raise UserNotFound(str(exc)) from None
                 raise
 
-    def _call(self, kind: str, send: Callable[[], T], rest: _PooledRestClient, patient: bool = True) -> T:
+    def _call(self, kind: str, send: Callable[[], T], rest: PooledRestClient, patient: bool = True) -> T:
         """Send once per attempt: pace on rate-limit headers, wait out 429s,
         back off on 5xx and network errors. Raises only this module's errors."""
         failures = 0
@@ -438,11 +337,11 @@ class Auth0Client:
             self.stats.calls += 1
             try:
                 result = send()
-                self._observe(kind, rest.last_response)
+                self._observe(kind, rest.last_answer)
                 return result
             except LibraryError as exc:
                 status = exc.status_code or 0
-                self._observe(kind, rest.last_response, throttled=status == 429)
+                self._observe(kind, rest.last_answer, throttled=status == 429)
                 if status == 429:
                     self.stats.rate_limited += 1
                     if not patient:
@@ -459,27 +358,27 @@ class Auth0Client:
                 raise Auth0RequestError(
                     f"Auth0 answered {status} {exc.error_code} on {kind}: {exc.message}", status, str(exc.error_code)
                 ) from None
-            except requests.exceptions.SSLError as exc:
+            except http_errors.SSLError as exc:
                 raise Auth0Unavailable(
                     f"TLS failure talking to {self.domain}: {_reason(exc)}. The certificate is not trusted "
                     "by this Splunk's CA bundle (or a proxy intercepts TLS)"
                 ) from None
-            except requests.exceptions.ProxyError as exc:
+            except http_errors.ProxyError as exc:
                 failures += 1
                 self._backoff(kind, failures, f"proxy error reaching {self.domain}: {_reason(exc)}")
             except (
-                requests.exceptions.ConnectionError,
-                requests.exceptions.Timeout,
-                requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-answer
+                http_errors.NewConnectionError,  # refused, unreachable, DNS
+                http_errors.TimeoutError,  # connect or read timeout
+                http_errors.ProtocolError,  # the connection dropped, before or during the answer
             ) as exc:
                 failures += 1
                 self._backoff(kind, failures, f"cannot reach {self.domain}: {_reason(exc)}")
-            except requests.exceptions.RequestException as exc:
+            except (http_errors.HTTPError, OSError) as exc:
                 raise Auth0Unavailable(f"request to {self.domain} failed: {_reason(exc)}") from None
 
-    def _observe(self, kind: str, response: Optional[requests.Response], throttled: bool = False) -> None:
-        if response is not None:
-            self.pacer.observe(kind, read_limits(response.headers), throttled)
+    def _observe(self, kind: str, answer: Optional[Answer], throttled: bool = False) -> None:
+        if answer is not None:
+            self.pacer.observe(kind, read_limits(answer.headers), throttled)
 
     def _pace(self, kind: str, patient: bool) -> None:
         """Wait until the bucket of this kind holds a request's worth of
@@ -534,14 +433,12 @@ def _as_page(page: Any) -> LogPage:
         page = page.get("logs", [])
     if not isinstance(page, list):
         raise Auth0Unavailable(f"Auth0 answered a log read with {type(page).__name__}, not a list of logs")
-    raws = getattr(page, "raws", None)
-    out = LogPage()
-    out.raws = []
-    for index, entry in enumerate(page):
-        if isinstance(entry, dict):
-            out.append(entry)
-            out.raws.append(raws[index] if raws is not None else json.dumps(entry, ensure_ascii=False))
-    return out
+    if not isinstance(page, LogPage):
+        page = LogPage(page)
+    if all(isinstance(entry, dict) for entry in page):
+        return page
+    kept = [index for index, entry in enumerate(page) if isinstance(entry, dict)]
+    return LogPage([page[i] for i in kept], None if page.raws is None else [page.raws[i] for i in kept])
 
 
 def _retry_after(headers: Any) -> float:
@@ -554,7 +451,7 @@ def _retry_after(headers: Any) -> float:
 
 
 def _reason(exc: Exception) -> str:
-    """The innermost cause, short: `requests` nests urllib3 errors deeply."""
+    """The innermost cause, short: urllib3 nests the socket and TLS errors deeply."""
     text = str(exc)
     for pattern in (r"\[SSL: [^\]]+\][^')\"]*", r"Name or service not known", r"Connection refused", r"timed out"):
         match = re.search(pattern, text)

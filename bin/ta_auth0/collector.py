@@ -27,13 +27,13 @@ from .auth0_api import (
     Auth0RequestError,
     Auth0Unavailable,
     CheckpointExpired,
-    LogPage,
     UserNotFound,
 )
 from .config import COLLECT_ALL, START_NOW, START_OLDEST, InputConfig
 from .flags import FlagWriter
 from .state import Checkpoint
 from .stream import EventStream
+from .transport import LogPage
 
 log = logging.getLogger("ta_auth0")
 
@@ -178,33 +178,38 @@ class Collector:
     # -- one page ------------------------------------------------------------------
     def _process(self, page: LogPage) -> int:
         """Write the page's events, then commit; returns the flag writes queued."""
+        start = self._start
         wanted = [
-            (entry, raw)
-            for entry, raw in zip(page, page.raws)
-            if self._start is None or not activity.is_before(entry.get("date"), self._start)
+            (index, entry, entry.get("type") in activity.ACTIVITY_TYPES)
+            for index, entry in enumerate(page)
+            if start is None or not activity.is_before(entry.get("date"), start)
         ]
-        page_users = {activity.user_id(entry) for entry, _ in wanted if activity.is_activity(entry)} - {None}
+        page_users = {activity.user_id(entry) for _, entry, is_activity in wanted if is_activity} - {None}
         known_before = self.state.known_users(page_users) if page_users else set()
         known = set(known_before)
         flagged, gone = set(), set()
         events, signups, logins = [], 0, 0
-        for entry, raw in wanted:
-            if activity.is_activity(entry):
+        tenant = self.config.domain
+        for index, entry, is_activity in wanted:
+            if is_activity:
                 uid = activity.user_id(entry)
+                count = activity.logins_count(entry)
                 flag = None
-                if activity.needs_flag(entry, uid in known):
+                if activity.needs_flag(entry, uid in known, count):
                     flag = self._read_flag(uid, gone)
                     if flag is True:
                         flagged.add(uid)
-                message = activity.classify(entry, uid in known, flag)
-                signups += message == activity.SIGNUP
-                logins += message == activity.LOGIN
+                message = activity.classify(entry, uid in known, flag, count)
+                if message == activity.SIGNUP:
+                    signups += 1
+                else:
+                    logins += 1
                 if uid:
                     known.add(uid)
-                data = activity.to_json(activity.event_data(entry, message, self.config.domain))
+                data = activity.to_json(activity.event_data(entry, message, tenant, count))
                 events.append((activity.event_time(entry.get("date")), SOURCETYPE, data))
             elif self._collect_all:
-                data = activity.stream_json(entry.get("log_id"), raw)
+                data = activity.stream_json(entry.get("log_id"), page.raw(index))
                 events.append((activity.event_time(entry.get("date")), SOURCETYPE_LOG, data))
 
         # One write and one flush: once it returns, splunkd has the page.
@@ -226,7 +231,7 @@ class Collector:
         stats.logins += logins
         stats.other_events += len(events) - signups - logins
         stats.last_log_id = checkpoint.log_id if checkpoint else stats.last_log_id
-        newest = activity.newest_date(entry.get("date") for entry in page)
+        newest = activity.newest_date([entry.get("date") for entry in page])
         if newest and (stats.newest_log_date is None or activity.is_before(stats.newest_log_date, newest)):
             stats.newest_log_date = newest
         return len(to_flag)

@@ -17,8 +17,6 @@ import re
 from typing import Optional
 from urllib.parse import quote, urlsplit
 
-from splunklib import binding, client
-
 from . import APP_NAME
 from .config import MASK, InputConfig
 
@@ -34,6 +32,11 @@ class CredentialStore:
     """storage/passwords and the input's stanza, through splunklib."""
 
     def __init__(self, server_uri: str, session_key: str) -> None:
+        # Imported here: splunklib.client is the heaviest import of the add-on,
+        # and a run that needs no secret from the store never needs it.
+        from splunklib import binding, client
+
+        self._http_error = binding.HTTPError
         parts = urlsplit(server_uri or "")
         if not parts.hostname or not session_key:
             raise CredentialError("splunkd did not pass server_uri and session_key: cannot reach the credential store")
@@ -53,7 +56,7 @@ class CredentialStore:
             return self.service.storage_passwords[_entry_name(user)].clear_password
         except KeyError:
             return None
-        except (binding.HTTPError, OSError) as exc:
+        except (self._http_error, OSError) as exc:
             raise CredentialError(f"cannot read the credential store: {_http_reason(exc)}") from None
 
     def put(self, user: str, secret: str) -> None:
@@ -65,7 +68,7 @@ class CredentialStore:
                 self.service.storage_passwords.create(secret, user, REALM)
             else:
                 entry.update(password=secret)
-        except (binding.HTTPError, OSError, ValueError) as exc:
+        except (self._http_error, OSError, ValueError) as exc:
             raise CredentialError(f"cannot write the credential store: {_http_reason(exc)}") from None
 
     def mask_input(self, input_name: str, **masked: str) -> None:
@@ -73,7 +76,7 @@ class CredentialStore:
         restarts the input; the new process reads the store)."""
         try:
             self.service.post(INPUT_PATH + quote(input_name, safe=""), **masked)
-        except (binding.HTTPError, OSError) as exc:
+        except (self._http_error, OSError) as exc:
             raise CredentialError(f"cannot mask the secret in the input's settings: {_http_reason(exc)}") from None
 
 

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from typing import BinaryIO, Dict, Mapping, Optional, TextIO, Tuple
 
 from . import user_agent
-from .config import MASK, ConfigError, InputConfig, input_name, parse_config, proxy_password
+from .config import COLLECT_ALL, MASK, ConfigError, InputConfig, input_name, parse_config, proxy_password
 from .runlog import RunLog
 from .state import StateError, StateStore
 
@@ -64,7 +64,8 @@ def parse_input_definition(document: bytes) -> Tuple[Metadata, Dict[str, Dict[st
     """splunkd's `<input>` document: its metadata and each stanza's parameters.
 
     The same reading as splunklib's InputDefinition.parse (tests compare the
-    two): `<param>` gives a string, `<param_list>` a list of its `<value>`s."""
+    two): `<param>` gives a string, `<param_list>` a list of its `<value>`s,
+    and `__app` the stanza's app."""
     root = ET.fromstring(document)
     if root.tag != "input":
         raise ValueError(f"expected <input>, got <{root.tag}>")
@@ -75,12 +76,14 @@ def parse_input_definition(document: bytes) -> Tuple[Metadata, Dict[str, Dict[st
             for stanza in node:
                 if stanza.tag != "stanza":
                     continue
-                params: Dict[str, object] = {}
+                params: Dict[str, object] = {"__app": stanza.get("app")}
                 for param in stanza:
                     if param.tag == "param":
                         params[param.get("name") or ""] = param.text
                     elif param.tag == "param_list":
-                        params[param.get("name") or ""] = [value.text for value in param if value.tag == "value"]
+                        params[param.get("name") or ""] = [value.text for value in param]
+                    else:
+                        raise ValueError(f"unexpected <{param.tag}> in stanza {stanza.get('name')!r}")
                 stanzas[stanza.get("name") or ""] = params
         else:
             metadata[node.tag] = node.text
@@ -116,6 +119,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
                 proxy_url=config.proxy_url,
                 user_agent=user_agent(),
                 retries=MAX_RETRIES,
+                keep_raw=config.collect == COLLECT_ALL,
             )
             events = stream.writer(stanza, SOURCE, config.domain, config.index)
             collector = Collector(config, state, api, events, deadline)

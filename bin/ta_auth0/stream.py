@@ -42,6 +42,21 @@ def _json_escape(match: re.Match) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
+def _xml_safe_utf8(text: str) -> bytes:
+    """UTF-8 with the characters XML cannot carry JSON-escaped. Cheap when
+    there are none (nearly always): ASCII text cannot hold them, lone
+    surrogates make the strict encoding fail, and U+FFFE/U+FFFF are found by
+    a plain search; a regex over every page cost a millisecond a page."""
+    if not text.isascii():
+        try:
+            if "\ufffe" not in text and "\uffff" not in text:
+                return text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        text = _NOT_XML.sub(_json_escape, text)
+    return text.encode("utf-8")
+
+
 class StreamClosed(OSError):
     """splunkd stopped reading the event stream: the page was not delivered."""
 
@@ -61,9 +76,7 @@ class EventStream:
         """One write and one flush of whole events (the stream opens on the first)."""
         if not self._started:
             text = "<stream>" + text
-        if _NOT_XML.search(text):
-            text = _NOT_XML.sub(_json_escape, text)
-        data = memoryview(text.encode("utf-8"))
+        data = memoryview(_xml_safe_utf8(text))
         try:
             # A buffered write to a pipe whose reader went away mid-write can
             # return a short count instead of raising: write the rest, so that
