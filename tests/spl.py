@@ -397,10 +397,19 @@ class Spl:
         eventtypes: Iterable[str],
         tags: Iterable[str],
         model_fields: Mapping[str, Set[str]],
+        stream: Optional[Dataset] = None,
     ) -> None:
-        self.events, self.log = events, log
+        """`events`: auth0_activity events; `stream`: auth0 events (the log
+        stream's shape); `eventtypes`: names, or eventtypes.conf's stanzas
+        (then a search by event type reads the sourcetypes its search names)."""
+        self.events, self.log, self.stream = events, log, stream
         self.macros = dict(macros)
         self.eventtypes = set(eventtypes)
+        self.eventtype_sourcetypes: Dict[str, Set[str]] = {}
+        if isinstance(eventtypes, Mapping):
+            for name, stanza in eventtypes.items():
+                found = set(re.findall(r"sourcetype=([\w:]+)", stanza.get("search", "")))
+                self.eventtype_sourcetypes[name] = found or {"auth0_activity"}
         self.tags = set(tags)
         self.model_fields = model_fields
 
@@ -469,9 +478,22 @@ class Spl:
 
     def dataset_of(self, terms, text: str) -> Dataset:
         pairs = {(field, value.lower()) for kind, field, value in terms if kind == "compare"}
-        if ("sourcetype", "auth0_activity") in pairs or any(
-            field == "eventtype" and value.startswith("auth0_") for field, value in pairs
-        ):
+        # Explicit sourcetype terms say what a search reads; else its event types do.
+        sourcetypes = {value for field, value in pairs if field == "sourcetype"} & {"auth0_activity", "auth0"}
+        if not sourcetypes:
+            for field, value in pairs:
+                if field == "eventtype" and value.startswith("auth0_"):
+                    sourcetypes |= self.eventtype_sourcetypes.get(value, {"auth0_activity"})
+        if "auth0" in sourcetypes:
+            if self.stream is None:
+                raise SplError(f"no auth0 (log stream) events to check {text!r} against")
+            if "auth0_activity" not in sourcetypes:
+                return self.stream
+            enums = {key: set(values) for key, values in self.events.enums.items()}
+            for key, values in self.stream.enums.items():
+                enums.setdefault(key, set()).update(values)
+            return Dataset("auth0_activity and auth0 events", self.events.fields | self.stream.fields, enums)
+        if sourcetypes:
             return self.events
         if ("index", "_internal") in pairs and any(
             field == "source" and fnmatch.fnmatch("/opt/splunk/var/log/splunk/ta_auth0.log", value)
