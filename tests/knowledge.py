@@ -101,6 +101,8 @@ class Knowledge:
         types = sorted(name for name, search in self.eventtypes.items() if matches(search, probe))
         fields["eventtype"] = types
         fields["tag"] = sorted({tag for name in types for tag in self.tags.get(name, [])})
+        # tests.spl.matches reads Splunk's own fields from _meta.
+        fields["_meta"] = dict(meta, eventtype=types, tag=fields["tag"])
         return fields
 
 

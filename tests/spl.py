@@ -269,6 +269,11 @@ def _json_array_to_mv(text: Any) -> Any:
     return None if not items else items[0] if len(items) == 1 else items
 
 
+def _like(pattern: str) -> re.Pattern:
+    """like()'s SQL pattern: % any run of characters, _ one character."""
+    return re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern), re.S)
+
+
 def _literal(replacement: Any) -> str:
     """replace()'s replacement, when it has no back-reference (the only kind
     props.conf uses)."""
@@ -292,6 +297,7 @@ def _split(text: Any, separator: Any) -> Any:
 # upper/isnull/isnotnull/true/false/null, each with Splunk's semantics for the
 # arguments props.conf gives them.
 EVALUATORS = {
+    "like": _null_in(lambda text, pattern: _like(str(pattern)).fullmatch(str(text)) is not None),
     "match": _null_in(lambda text, pattern: _pcre(str(pattern)).search(str(text)) is not None),
     "replace": _null_in(lambda text, pattern, to: _pcre(str(pattern)).sub(_literal(to), str(text))),
     "split": _null_in(_split),
@@ -327,10 +333,12 @@ def evaluate(tree, event: Mapping[str, Any]) -> Any:
         right = evaluate(tree[3], event)
         if left is None or right is None:
             return None
-        if op == "==":
-            return str(left) == str(right)
-        if op == "!=":
-            return str(left) != str(right)
+        if op in ("==", "!="):
+            # A multivalue field compares true when any of its values does.
+            lefts = left if isinstance(left, list) else [left]
+            rights = right if isinstance(right, list) else [right]
+            same = [str(a) == str(b) for a in lefts for b in rights]
+            return any(same) if op == "==" else any(not hit for hit in same)
         if op == ".":
             return f"{left}{right}"
         raise NotEvaluable(op)

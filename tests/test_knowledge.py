@@ -298,7 +298,7 @@ def stream_dataset() -> Dataset:
 
     knowledge = Knowledge()
     samples = stream_samples(knowledge) + stream_samples(knowledge, nulls="absent")
-    fields = {name for _log, found in samples for name in found}
+    fields = {name for _log, found in samples for name in found if name != "_meta"}
     enums: Dict[str, Set[str]] = {}
     for field in STREAM_ENUM_FIELDS:
         for _log, found in samples:

@@ -128,7 +128,10 @@ def test_every_type_has_a_sample_and_one_sample_has_a_type_the_table_lacks(table
 
 @pytest.mark.parametrize("nulls", ["null", "absent"])
 def test_no_mapped_field_is_null_or_empty(knowledge, nulls):
-    for sourcetype, samples in (("auth0", stream_samples(knowledge, nulls)), ("auth0_activity", activity_samples(knowledge, nulls))):
+    for sourcetype, samples in (
+        ("auth0", stream_samples(knowledge, nulls)),
+        ("auth0_activity", activity_samples(knowledge, nulls)),
+    ):
         names = defined_fields(knowledge, sourcetype)
         for log, fields in samples:
             for name in names & set(fields):
@@ -271,7 +274,11 @@ def test_a_management_api_write_names_the_admin_and_takes_its_action_from_the_me
     by_command = {fields["command"]: fields for fields in of_type(stream, "sapi")}
     block = by_command["PATCH /api/v2/users/auth0%7C65420aa17c3e4b5d6f7a8b9c"]
     assert (block["user"], block["action"], block["object_category"]) == ("ops.admin@acme.example", "modified", "users")
-    assert (block["object_id"], block["object_attrs"], block["src"]) == ("auth0|65420aa17c3e4b5d6f7a8b9c", "blocked", "203.0.113.9")
+    assert (block["object_id"], block["object_attrs"], block["src"]) == (
+        "auth0|65420aa17c3e4b5d6f7a8b9c",
+        "blocked",
+        "203.0.113.9",
+    )
     created = by_command["POST /api/v2/users"]
     # A machine-to-machine application: no admin, the application acted.
     assert (created["user"], created["action"], created["object_id"]) == (
@@ -389,5 +396,6 @@ def test_the_lookup_is_defined_and_applied_to_both_sourcetypes():
     props = conf("props.conf")
     for sourcetype in ("auth0", "auth0_activity"):
         assert any(
-            key.startswith("LOOKUP-") and value.split()[0] == "auth0_log_types" for key, value in props[sourcetype].items()
+            key.startswith("LOOKUP-") and value.split()[0] == "auth0_log_types"
+            for key, value in props[sourcetype].items()
         ), sourcetype
