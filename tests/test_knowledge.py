@@ -45,6 +45,8 @@ from tests.spl import (
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT = REPO / "default"
 DASHBOARD = DEFAULT / "data" / "ui" / "views" / "auth0_activity.xml"
+SECURITY_DASHBOARD = DEFAULT / "data" / "ui" / "views" / "auth0_security.xml"
+DASHBOARDS = sorted(DASHBOARD.parent.glob("*.xml"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "knowledge"
 LOOKUP_TABLE = REPO / "lookups" / "auth0_log_types.csv"
 README_FILES = (REPO / "README.md",)
@@ -636,16 +638,21 @@ def test_eventtype_searches_use_real_fields(spl):
         assert (state.dataset is spl.stream) == (reads == {"auth0"}), name
 
 
-def dashboard() -> Tuple[ET.Element, Dict[str, Any]]:
-    root = ET.parse(DASHBOARD).getroot()
+def dashboard(path: Path = DASHBOARD) -> Tuple[ET.Element, Dict[str, Any]]:
+    root = ET.parse(path).getroot()
     return root, json.loads(root.findtext("definition"))
 
 
 TOKEN = re.compile(r"\$([A-Za-z_][\w.]*)\$")
 
 
-def test_dashboard_is_a_valid_studio_dashboard():
-    root, definition = dashboard()
+def test_both_dashboards_are_there():
+    assert DASHBOARDS == sorted([DASHBOARD, SECURITY_DASHBOARD])
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_is_a_valid_studio_dashboard(path):
+    root, definition = dashboard(path)
     # Dashboard Studio: version 2 (Simple XML would need version 1.1 for AppInspect).
     assert root.tag == "dashboard" and root.get("version") == "2"
     assert root.findtext("label")
@@ -672,8 +679,9 @@ def test_dashboard_is_a_valid_studio_dashboard():
         assert item["type"].startswith("splunk."), name
 
 
-def test_dashboard_tokens_are_defined_and_used():
-    _root, definition = dashboard()
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_tokens_are_defined_and_used(path):
+    _root, definition = dashboard(path)
     text = json.dumps(definition)
     defined = {item["options"]["token"] for item in definition["inputs"].values()}
     used = {name.split(".")[0] for name in TOKEN.findall(text)}
@@ -689,12 +697,32 @@ def test_dashboard_has_the_panels_the_issue_asks_for():
     assert any("index=_internal" in query for query in queries)
     tenant = [item for item in definition["inputs"].values() if item["type"] == "input.dropdown"]
     assert tenant and tenant[0]["options"]["token"] == "tenant"
-    event_queries = [query for query in queries if "sourcetype=auth0_activity host=" in query]
-    assert event_queries and all('host="$tenant$"' in query for query in event_queries)
+    # Both sourcetypes, through the app's macros, so a site that only streams
+    # logs sees its signups and logins too; every one filtered by tenant.
+    event_queries = [query for query in queries if "`auth0_signups_and_logins`" in query]
+    assert len(event_queries) >= 8 and all('dest="$tenant$"' in query for query in event_queries)
+    assert not [query for query in queries if "sourcetype=auth0_activity" in query]
 
 
-def test_dashboard_searches_use_real_fields(spl_with_log):
-    _root, definition = dashboard()
+def test_the_security_dashboard_has_the_panels_the_issue_asks_for():
+    _root, definition = dashboard(SECURITY_DASHBOARD)
+    queries = [source["options"]["query"] for source in definition["dataSources"].values()]
+    joined = " ".join(queries)
+    # failed logins by reason over time; top failing sources and users
+    assert any("timechart" in q and 'reason=="wrong password"' in q and 'reason=="unknown user"' in q for q in queries)
+    assert any("action=failure" in q and q.split("|")[1].strip().endswith("by src") for q in queries)
+    assert any("action=failure" in q and q.split("|")[1].strip().endswith("by user") for q in queries)
+    # blocks and breached passwords, MFA outcomes, admin changes
+    for needle in ("cim_alert=attack_protection", "cim_alert=breached_password", "eventtype=auth0_multifactor"):
+        assert needle in joined, needle
+    assert "eventtype=auth0_admin_change" in joined
+    event_queries = [q for q in queries if "`auth0_sourcetypes` dest=" in q]
+    assert len(event_queries) == len(queries) - 1 and all('dest="$tenant$"' in q for q in event_queries)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_searches_use_real_fields(spl_with_log, path):
+    _root, definition = dashboard(path)
     outputs = {}
     for name, source in definition["dataSources"].items():
         query = TOKEN.sub("*", source["options"]["query"])
@@ -716,6 +744,7 @@ def test_the_app_menu_opens_the_dashboard():
     # The rest are views every Splunk app has.
     assert set(views) - ours <= {"search", "alerts", "dashboards", "reports", "datasets"}
     assert [element.get("name") for element in nav.iter("view") if element.get("default") == "true"] == [DASHBOARD.stem]
+    assert {path.stem for path in DASHBOARDS} <= set(views)
 
 
 def saved_searches() -> Dict[str, Dict[str, str]]:

@@ -399,3 +399,20 @@ def test_the_lookup_is_defined_and_applied_to_both_sourcetypes():
             key.startswith("LOOKUP-") and value.split()[0] == "auth0_log_types"
             for key, value in props[sourcetype].items()
         ), sourcetype
+
+
+def test_one_tenant_has_one_dest_whichever_way_its_logs_came(knowledge):
+    # The input with collect = all stamps host with the tenant's domain, as
+    # its auth0_activity events say it (`tenant`); Auth0's stream leaves host
+    # to the HEC token, so there the tenant is Auth0's tenant name.
+    (activity_data, activity), *_ = activity_samples(knowledge)
+    domain = activity_data["tenant"]
+    input_meta = {"source": "auth0", "sourcetype": "auth0", "host": domain, "index": "auth0"}
+    for log in sample_logs():
+        from_input = knowledge.fields(stream_event(log, meta=input_meta))
+        assert from_input["dest"] == from_input["tenant"] == activity["dest"] == domain, log["type"]
+        from_stream = knowledge.fields(stream_event(log))
+        # (samples of types with no published schema may lack tenant_name)
+        expected = log.get("tenant_name") or log.get("hostname") or "hec-01.acme.example"
+        assert from_stream["dest"] == from_stream["tenant"] == expected, log["type"]
+    assert sum(1 for log in sample_logs() if log.get("tenant_name") == "acme-prod") > 150
