@@ -29,7 +29,7 @@ from tests.knowledge import (
     stream_event,
     stream_samples,
 )
-from tests.spl import Expr, evaluate, expr_fields
+from tests.spl import Expr, evaluate, expr_fields, matches
 
 UNKNOWN_TYPE = "x_new_type_2027"
 # Fields the mapping defines (EVAL or lookup output) that must be a real value
@@ -416,3 +416,31 @@ def test_one_tenant_has_one_dest_whichever_way_its_logs_came(knowledge):
         expected = log.get("tenant_name") or log.get("hostname") or "hec-01.acme.example"
         assert from_stream["dest"] == from_stream["tenant"] == expected, log["type"]
     assert sum(1 for log in sample_logs() if log.get("tenant_name") == "acme-prod") > 150
+
+
+def base_search(search: str) -> str:
+    """An alert's search up to its first pipe, the app's macros expanded."""
+    macros = {name: stanza["definition"] for name, stanza in conf("macros.conf").items()}
+    text = search.split("|", 1)[0]
+    while "`" in text:
+        text = re.sub(r"`([^`]+)`", lambda m: macros[m.group(1)], text)
+    return text.strip()
+
+
+@pytest.mark.parametrize(
+    "alert, types",
+    [
+        (
+            "Auth0 - Brute force or blocked IP",
+            {"f", "fp", "fu", "fc", "fco", "fcoa", "fens", "limit_wc", "limit_mu", "limit_sul"},
+        ),
+        ("Auth0 - Breached password used", {"pwd_leak", "signup_pwd_leak", "reset_pwd_leak"}),
+        ("Auth0 - Refresh token reuse", {"ferrt"}),
+    ],
+)
+def test_each_security_alert_reads_the_logs_it_is_about(knowledge, stream, alert, types):
+    stanza = conf("savedsearches.conf")[alert]
+    assert stanza["disabled"] == "1"
+    search = base_search(stanza["search"])
+    found = {log["type"] for log, fields in stream if matches(search, fields)}
+    assert found == types
