@@ -13,8 +13,10 @@ own models in tests/cim/.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections import Counter
+from datetime import datetime
 from typing import Any, Dict, List, Tuple
 
 import pytest
@@ -29,7 +31,7 @@ from tests.knowledge import (
     stream_event,
     stream_samples,
 )
-from tests.spl import Expr, evaluate, expr_fields, matches
+from tests.spl import Expr, Lookup, evaluate, expr_fields, matches
 
 UNKNOWN_TYPE = "x_new_type_2027"
 # Fields the mapping defines (EVAL or lookup output) that must be a real value
@@ -444,3 +446,36 @@ def test_each_security_alert_reads_the_logs_it_is_about(knowledge, stream, alert
     search = base_search(stanza["search"])
     found = {log["type"] for log, fields in stream if matches(search, fields)}
     assert found == types
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")], ids=["compact", "spaced"])
+def test_time_is_the_logs_date_where_splunk_reads_it_from_the_text(knowledge, separators):
+    # Files, HEC raw and replays: the modular input's <time> and HEC's event
+    # endpoint never get here.
+    stanza = knowledge.props["auth0"]
+    prefix = re.compile(stanza["TIME_PREFIX"])
+    lookahead = int(stanza["MAX_TIMESTAMP_LOOKAHEAD"])
+    fmt = stanza["TIME_FORMAT"].replace("%3N", "%f")
+    assert stanza["TZ"] == "UTC"
+    for log in sample_logs():
+        raw = json.dumps({"log_id": log["log_id"], "data": log}, separators=separators)
+        match = prefix.search(raw)
+        assert match, log["type"]
+        text = raw[match.end() :].split('"', 1)[0]
+        assert text == log["date"] and len(text) <= lookahead
+        datetime.strptime(text, fmt)
+
+
+def test_the_lookups_of_the_auth0_stanza_read_and_write_what_exists(knowledge, table):
+    stanza = knowledge.props["auth0"]
+    computed = {key[len("EVAL-") :] for key in stanza if key.startswith("EVAL-")}
+    columns = set(next(iter(table.values())))
+    for key in sorted(key for key in stanza if key.startswith("LOOKUP-")):
+        lookup = Lookup(stanza[key])
+        assert lookup.table == "auth0_log_types" and lookup.inputs == [("type", "data.type")]
+        assert {column for column, _field in lookup.outputs} <= columns, key
+        outputs = {field for _column, field in lookup.outputs}
+        if lookup.mode == "OUTPUT":
+            assert not outputs & computed, (key, outputs & computed)
+        else:  # only what the Management API EVALs compute, and the table otherwise
+            assert outputs == {"action", "command", "object_attrs", "object_category"} <= computed
