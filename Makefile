@@ -16,7 +16,7 @@ VERSION := $(shell sed -n 's/^version *= *//p' default/app.conf | head -1)
 PYTEST_ARGS ?= -n 4
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test check test-py39 test-py313 lint lib venvs clean check-pythons bench
+.PHONY: help demo test check test-py39 test-py313 test-cim lint lib venvs clean check-pythons bench
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -ts $$'\t'
@@ -51,7 +51,7 @@ demo: lib .venv313/.ok .venv313-bare/.ok  ## run the input once against a local 
 
 # What CI runs (.ci/run): lint, AppInspect on the package, and every test
 # against the unpacked package -- what ships -- on bare Python 3.9 and 3.13.
-test: lint inspect test-package  ## every test: lint, AppInspect, the suite on the package with Python 3.9 and 3.13
+test: lint inspect test-package test-cim  ## every test: lint, AppInspect, the suite on the package with Python 3.9 and 3.13, the CIM judge
 
 # Quicker loops on the source tree while developing.
 check: test-py313  ## the suite on the source tree, Python 3.13 only
@@ -66,6 +66,19 @@ bench: lib .venv313/.ok .venv39-bare/.ok  ## throughput, memory and API cost on 
 lint: .venv313/.ok  ## ruff
 	.venv313/bin/ruff check bin tests scripts
 	.venv313/bin/ruff format --check bin tests scripts
+
+# --- the CIM judge -----------------------------------------------------------
+# Splunk's CIM models (pytest-splunk-addon 6.4.0, which needs pytest < 8) judge
+# the knowledge of the unpacked package: its own venv, Python 3.13. Plugin
+# autoload is off (its Splunk plugins want a live Splunk) and no conftest
+# above tests/cim is read (those need the main venvs' tools).
+.venv-cim/.ok: requirements-cim.txt | check-pythons
+	"$(PY313)" -m venv --clear .venv-cim && .venv-cim/bin/python -m pip install -q --disable-pip-version-check -r requirements-cim.txt && touch $@
+
+test-cim: package .venv-cim/.ok  ## Splunk's CIM models (pytest-splunk-addon 6.4.0) judge the package's eventtypes, tags and fields
+	rm -rf build/cimtest && mkdir -p build/cimtest && tar -xzf $(PACKAGE) -C build/cimtest
+	ADDON_APP_DIR=$(CURDIR)/build/cimtest/TA-auth0 TA_AUTH0_CIM=1 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \
+	  .venv-cim/bin/python -m pytest -p no:cacheprovider --confcutdir=tests/cim tests/cim
 
 # --- the package and AppInspect ---------------------------------------------
 # Always rebuilt (2-3 s): the archive must be what the tree and the pins say
@@ -94,5 +107,5 @@ test-package: package .venv39/.ok .venv313/.ok .venv39-bare/.ok .venv313-bare/.o
 	  ADDON_PYTHON=$(CURDIR)/.venv313-bare/bin/python .venv313/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:  ## remove everything built
-	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .venv-inspect .pytest_cache .ruff_cache
+	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .venv-inspect .venv-cim .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

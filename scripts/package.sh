@@ -5,7 +5,7 @@
 #                                        through pyenv when unset)
 #
 # The archive holds one folder, TA-auth0/, with the app files from this work
-# tree (an allow-list: bin, default, metadata/default.meta, README, README.md,
+# tree (an allow-list: bin, default, lookups, metadata/default.meta, README, README.md,
 # LICENSE, static, appserver) and a lib/ built fresh from the pinned, hashed
 # requirements by scripts/build_lib.sh (pure Python only; it fails on any
 # compiled file). Never in it: tests, caches, byte code, dotfiles, local/,
@@ -78,7 +78,7 @@ stage=$work/$APP_ID
 mkdir -p "$stage/metadata"
 
 # --- the app files: an allow-list, so nothing new slips in unnoticed ----------
-for entry in bin default README static appserver README.md LICENSE LICENSE.txt NOTICE; do
+for entry in bin default lookups README static appserver README.md LICENSE LICENSE.txt NOTICE; do
   if [ -e "$here/$entry" ]; then cp -R "$here/$entry" "$stage/"; fi
 done
 cp "$here/metadata/default.meta" "$stage/metadata/"

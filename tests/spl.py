@@ -17,8 +17,10 @@ test instead of passing it. Teach it the command when a search needs one.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
-from typing import Any, Iterable, List, Mapping, Optional, Set, Tuple
+import urllib.parse
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 # Fields Splunk gives every event (no date_*: those exist only for events
 # whose timestamp Splunk extracted from the text, not for modular inputs).
@@ -72,9 +74,9 @@ def tokens(text: str, pattern: re.Pattern) -> List[Tuple[str, str]]:
 # Eval functions the analyzer accepts (a typo like `nulif` fails), and the
 # subset it can evaluate (enough for props.conf).
 EVAL_FUNCTIONS = frozenset(
-    "abs case ceil cidrmatch coalesce floor if isnotnull isnull isnum len like lower match max min mvappend mvcount "
-    "mvjoin now null nullif relative_time replace round searchmatch split strftime substr time tonumber tostring "
-    "trim true false typeof upper".split()
+    "abs case ceil cidrmatch coalesce floor if isnotnull isnull isnum json_array_to_mv json_extract json_keys len "
+    "like lower match max min mvappend mvcount mvindex mvfind mvjoin now null nullif relative_time replace round "
+    "searchmatch split strftime substr time tonumber tostring trim true false typeof upper urldecode".split()
 )
 
 
@@ -211,6 +213,102 @@ class NotEvaluable(Exception):
     pass
 
 
+def _pcre(pattern: str) -> re.Pattern:
+    return re.compile(re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern))
+
+
+def _null_in(function):
+    """Splunk's eval functions give null for a null argument."""
+
+    def wrapped(*values):
+        return None if any(value is None for value in values) else function(*values)
+
+    return wrapped
+
+
+def _json_path(text: Any, path: str) -> Any:
+    """json_extract(json, "a.b.c"): the value at a dotted path, as JSON text
+    for objects and arrays, as a string for a string; null when absent or
+    when the text is not JSON. Array steps ({n}) are not supported: no
+    search here uses them, so one would fail its test."""
+    if "{" in path:
+        raise NotEvaluable(f"json_extract path {path!r}")
+    try:
+        value = json.loads(str(text))
+    except ValueError:
+        return None
+    for step in path.split("."):
+        if not isinstance(value, dict) or step not in value:
+            return None
+        value = value[step]
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _json_keys(text: Any) -> Any:
+    """json_keys(object): a JSON array of its top-level keys (null for what
+    is not a JSON object)."""
+    try:
+        value = json.loads(str(text))
+    except ValueError:
+        return None
+    return json.dumps(list(value)) if isinstance(value, dict) else None
+
+
+def _json_array_to_mv(text: Any) -> Any:
+    """json_array_to_mv(array): a multivalue of its elements; an empty array
+    gives null (a field with no value)."""
+    try:
+        value = json.loads(str(text))
+    except ValueError:
+        return None
+    if not isinstance(value, list):
+        return None
+    items = [item if isinstance(item, str) else json.dumps(item) for item in value]
+    return None if not items else items[0] if len(items) == 1 else items
+
+
+def _like(pattern: str) -> re.Pattern:
+    """like()'s SQL pattern: % any run of characters, _ one character."""
+    return re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern), re.S)
+
+
+def _literal(replacement: Any) -> str:
+    """replace()'s replacement, when it has no back-reference (the only kind
+    props.conf uses)."""
+    if "\\" in str(replacement):
+        raise NotEvaluable(f"replace() with back-references: {replacement!r}")
+    return str(replacement)
+
+
+def _mvindex(values: Any, index: Any) -> Any:
+    items = values if isinstance(values, list) else [values]
+    position = int(index)
+    return items[position] if -len(items) <= position < len(items) else None
+
+
+def _split(text: Any, separator: Any) -> Any:
+    parts = str(text).split(str(separator))
+    return parts[0] if len(parts) == 1 else parts
+
+
+# The eval functions evaluate() runs beyond if/case/coalesce/nullif/lower/
+# upper/isnull/isnotnull/true/false/null, each with Splunk's semantics for the
+# arguments props.conf gives them.
+EVALUATORS = {
+    "like": _null_in(lambda text, pattern: _like(str(pattern)).fullmatch(str(text)) is not None),
+    "match": _null_in(lambda text, pattern: _pcre(str(pattern)).search(str(text)) is not None),
+    "replace": _null_in(lambda text, pattern, to: _pcre(str(pattern)).sub(_literal(to), str(text))),
+    "split": _null_in(_split),
+    "mvindex": _null_in(_mvindex),
+    "urldecode": _null_in(lambda text: urllib.parse.unquote(str(text))),
+    "json_extract": _null_in(_json_path),
+    "json_keys": _null_in(_json_keys),
+    "json_array_to_mv": _null_in(_json_array_to_mv),
+}
+
+
 def evaluate(tree, event: Mapping[str, Any]) -> Any:
     """Splunk eval semantics on one event, for the functions props.conf uses:
     a missing field is null; a comparison with null is null; if() and case()
@@ -235,10 +333,12 @@ def evaluate(tree, event: Mapping[str, Any]) -> Any:
         right = evaluate(tree[3], event)
         if left is None or right is None:
             return None
-        if op == "==":
-            return str(left) == str(right)
-        if op == "!=":
-            return str(left) != str(right)
+        if op in ("==", "!="):
+            # A multivalue field compares true when any of its values does.
+            lefts = left if isinstance(left, list) else [left]
+            rights = right if isinstance(right, list) else [right]
+            same = [str(a) == str(b) for a in lefts for b in rights]
+            return any(same) if op == "==" else any(not hit for hit in same)
         if op == ".":
             return f"{left}{right}"
         raise NotEvaluable(op)
@@ -262,6 +362,8 @@ def evaluate(tree, event: Mapping[str, Any]) -> Any:
             return (values[0] is None) == (name == "isnull")
         if name in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[name]
+        if name in EVALUATORS:
+            return EVALUATORS[name](*values)
         raise NotEvaluable(name)
     raise NotEvaluable(kind)
 
@@ -303,10 +405,19 @@ class Spl:
         eventtypes: Iterable[str],
         tags: Iterable[str],
         model_fields: Mapping[str, Set[str]],
+        stream: Optional[Dataset] = None,
     ) -> None:
-        self.events, self.log = events, log
+        """`events`: auth0_activity events; `stream`: auth0 events (the log
+        stream's shape); `eventtypes`: names, or eventtypes.conf's stanzas
+        (then a search by event type reads the sourcetypes its search names)."""
+        self.events, self.log, self.stream = events, log, stream
         self.macros = dict(macros)
         self.eventtypes = set(eventtypes)
+        self.eventtype_sourcetypes: Dict[str, Set[str]] = {}
+        if isinstance(eventtypes, Mapping):
+            for name, stanza in eventtypes.items():
+                found = set(re.findall(r"sourcetype=([\w:]+)", stanza.get("search", "")))
+                self.eventtype_sourcetypes[name] = found or {"auth0_activity"}
         self.tags = set(tags)
         self.model_fields = model_fields
 
@@ -375,9 +486,22 @@ class Spl:
 
     def dataset_of(self, terms, text: str) -> Dataset:
         pairs = {(field, value.lower()) for kind, field, value in terms if kind == "compare"}
-        if ("sourcetype", "auth0_activity") in pairs or any(
-            field == "eventtype" and value.startswith("auth0_") for field, value in pairs
-        ):
+        # Explicit sourcetype terms say what a search reads; else its event types do.
+        sourcetypes = {value for field, value in pairs if field == "sourcetype"} & {"auth0_activity", "auth0"}
+        if not sourcetypes:
+            for field, value in pairs:
+                if field == "eventtype" and value.startswith("auth0_"):
+                    sourcetypes |= self.eventtype_sourcetypes.get(value, {"auth0_activity"})
+        if "auth0" in sourcetypes:
+            if self.stream is None:
+                raise SplError(f"no auth0 (log stream) events to check {text!r} against")
+            if "auth0_activity" not in sourcetypes:
+                return self.stream
+            enums = {key: set(values) for key, values in self.events.enums.items()}
+            for key, values in self.stream.enums.items():
+                enums.setdefault(key, set()).update(values)
+            return Dataset("auth0_activity and auth0 events", self.events.fields | self.stream.fields, enums)
+        if sourcetypes:
             return self.events
         if ("index", "_internal") in pairs and any(
             field == "source" and fnmatch.fnmatch("/opt/splunk/var/log/splunk/ta_auth0.log", value)
@@ -676,21 +800,175 @@ def search_terms(text: str) -> List[Tuple[str, str, str]]:
 
 
 def matches(search: str, event: Mapping[str, Any]) -> bool:
-    """Whether an event matches an event type's search (field=value terms,
-    NOT, implicit AND; values ignore case and take * as a wildcard)."""
+    """Whether an event matches an event type's search (or a data model's
+    constraint): field=value and field!=value terms, NOT, OR, parentheses,
+    implicit AND; values ignore case and take * as a wildcard (field=* means
+    the field exists). A multivalue field matches when one of its values does."""
     toks = tokens(search, SEARCH_TOKEN)
-    result, negate, i = True, False, 0
-    while i < len(toks):
-        kind, value = toks[i]
+    position = [0]
+
+    def peek() -> Optional[Tuple[str, str]]:
+        return toks[position[0]] if position[0] < len(toks) else None
+
+    def any_of() -> bool:
+        result = all_of()
+        while peek() and peek()[1] == "OR":
+            position[0] += 1
+            result = all_of() or result
+        return result
+
+    def all_of() -> bool:
+        result, seen = True, False
+        while peek() and peek()[1] != "OR" and peek()[0] != "rp":
+            result = term() and result
+            seen = True
+        if not seen:
+            raise SplError(f"empty search clause in {search!r}")
+        return result
+
+    def term() -> bool:
+        kind, value = toks[position[0]]
+        position[0] += 1
         if value == "NOT":
-            negate = True
-            i += 1
-            continue
-        if kind != "word" or i + 2 >= len(toks) or toks[i + 1][1] != "=":
-            raise SplError(f"event type search beyond field=value / NOT: {search!r}")
+            return not term()
+        if kind == "lp":
+            inner = any_of()
+            if not peek() or peek()[0] != "rp":
+                raise SplError(f"unbalanced parentheses in {search!r}")
+            position[0] += 1
+            return inner
+        if kind != "word" or not peek() or peek()[1] not in ("=", "!=") or position[0] + 1 >= len(toks):
+            raise SplError(f"search beyond field=value, NOT, OR and parentheses: {search!r}")
+        op = toks[position[0]][1]
+        wanted = toks[position[0] + 1][1]
+        position[0] += 2
         actual = event.get("_meta", {}).get(value) if value in SEARCH_MODIFIERS else event.get(value)
-        hit = actual is not None and fnmatch.fnmatch(str(actual).lower(), toks[i + 2][1].lower())
-        result = result and (hit != negate)
-        negate = False
-        i += 3
+        values = actual if isinstance(actual, list) else [] if actual is None else [actual]
+        hit = any(fnmatch.fnmatch(str(item).lower(), wanted.lower()) for item in values)
+        return hit if op == "=" else bool(values) and not hit
+
+    result = any_of()
+    if position[0] != len(toks):
+        raise SplError(f"unexpected {toks[position[0]][1]!r} in {search!r}")
     return result
+
+
+# --- search time: what Splunk does to one event before a search sees it ------------
+
+
+def kv_json(value: Any, prefix: str = "", nulls: str = "null") -> Dict[str, Any]:
+    """KV_MODE = json on one JSON object: a field per leaf, named by its path
+    (data.details.error.message); array elements add `{}` to the name and make
+    the field multivalue; true/false and numbers as their JSON text; JSON null
+    as the text "null", or absent with nulls="absent" (Splunk's spelling of a
+    null varies by version: the tests try both)."""
+    out: Dict[str, Any] = {}
+
+    def put(name: str, item: Any) -> None:
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                put(f"{name}.{key}" if name else key, inner)
+        elif isinstance(item, list):
+            for inner in item:
+                put(name + "{}", inner)
+        else:
+            if item is None:
+                if nulls == "absent":
+                    return
+                text = "null"
+            elif isinstance(item, bool):
+                text = "true" if item else "false"
+            elif isinstance(item, str):
+                text = item
+            else:
+                text = json.dumps(item)
+            if name in out:
+                existing = out[name] if isinstance(out[name], list) else [out[name]]
+                out[name] = existing + [text]
+            else:
+                out[name] = text
+
+    put(prefix, value)
+    return out
+
+
+class Lookup:
+    """One LOOKUP-<class> setting: `table in AS field ... OUTPUT|OUTPUTNEW col [AS field] ...`."""
+
+    def __init__(self, value: str) -> None:
+        words = value.replace(",", " ").split()
+        modes = [word for word in words if word in ("OUTPUT", "OUTPUTNEW")]
+        if len(modes) != 1:
+            raise SplError(f"a LOOKUP needs one OUTPUT or OUTPUTNEW here: {value!r}")
+        self.mode = modes[0]
+        at = words.index(self.mode)
+        self.table = words[0]
+        self.inputs = self._pairs(words[1:at], value)
+        self.outputs = self._pairs(words[at + 1 :], value)
+        if not self.inputs or not self.outputs:
+            raise SplError(f"a LOOKUP needs input and output fields: {value!r}")
+
+    @staticmethod
+    def _pairs(words: List[str], value: str) -> List[Tuple[str, str]]:
+        pairs, i = [], 0
+        while i < len(words):
+            if i + 1 < len(words) and words[i + 1].upper() == "AS":
+                if i + 2 >= len(words):
+                    raise SplError(f"AS without a name in {value!r}")
+                pairs.append((words[i], words[i + 2]))
+                i += 3
+            else:
+                pairs.append((words[i], words[i]))
+                i += 1
+        return pairs
+
+    def apply(self, rows: List[Mapping[str, str]], fields: Dict[str, Any]) -> None:
+        """Splunk's automatic lookup on one event, as far as the add-on relies on
+        it: exact, case-sensitive match of every input (an event without the
+        input field matches nothing); the first matching row; an empty cell
+        adds no field. OUTPUTNEW does nothing where the output fields exist
+        (the tests check the add-on's events have all or none of them)."""
+        if self.mode == "OUTPUTNEW" and all(field in fields for _column, field in self.outputs):
+            return
+        keys = []
+        for column, field in self.inputs:
+            value = fields.get(field)
+            if value is None or isinstance(value, list):
+                return
+            keys.append((column, value))
+        for row in rows:
+            if all(row.get(column) == value for column, value in keys):
+                for column, field in self.outputs:
+                    if column not in row:
+                        raise SplError(f"lookup {self.table} has no column {column}")
+                    if row[column] != "" and not (self.mode == "OUTPUTNEW" and field in fields):
+                        fields[field] = row[column]
+                return
+
+
+def search_time(stanza: Mapping[str, str], event: Mapping[str, Any], tables: Mapping[str, List[Mapping[str, str]]]):
+    """The fields of one event after props.conf's search-time settings, in
+    Splunk's order: the extracted fields, then FIELDALIAS, then every EVAL
+    (each from the fields before any EVAL: they run side by side), then the
+    automatic lookups in ASCII order of their class names."""
+    fields = dict(event)
+    for key, value in stanza.items():
+        if key.startswith("FIELDALIAS-"):
+            words = value.split()
+            for source, _as, target in zip(words[0::3], words[1::3], words[2::3]):
+                if source in fields:
+                    fields[target] = fields[source]
+    evals = {key[len("EVAL-") :]: value for key, value in stanza.items() if key.startswith("EVAL-")}
+    before = dict(fields)
+    for name, text in evals.items():
+        value = evaluate(Expr(text).tree, before)
+        if value is None:
+            fields.pop(name, None)
+        else:
+            fields[name] = value
+    for key in sorted(key for key in stanza if key.startswith("LOOKUP-")):
+        lookup = Lookup(stanza[key])
+        if lookup.table not in tables:
+            raise SplError(f"{key}: no lookup table {lookup.table} in transforms.conf")
+        lookup.apply(tables[lookup.table], fields)
+    return fields

@@ -19,6 +19,7 @@ fails rather than passes. The last tests here show that it does fail.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -33,6 +34,7 @@ from tests.spl import (
     SPLUNK_FIELDS,
     Dataset,
     Expr,
+    Lookup,
     Spl,
     SplError,
     evaluate,
@@ -43,7 +45,10 @@ from tests.spl import (
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT = REPO / "default"
 DASHBOARD = DEFAULT / "data" / "ui" / "views" / "auth0_activity.xml"
+SECURITY_DASHBOARD = DEFAULT / "data" / "ui" / "views" / "auth0_security.xml"
+DASHBOARDS = sorted(DASHBOARD.parent.glob("*.xml"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "knowledge"
+LOOKUP_TABLE = REPO / "lookups" / "auth0_log_types.csv"
 README_FILES = (REPO / "README.md",)
 
 # SPEC §4 and the collector's contract: the keys of every event, in order.
@@ -76,6 +81,24 @@ LOG_ENUMS = {
 }
 # Event fields whose values a search may only compare with values they take.
 EVENT_ENUM_FIELDS = ("message", "type", "signature", "signature_id", "action", "strategy_type")
+# The same on auth0 events: the log type, and the table's columns.
+STREAM_ENUM_FIELDS = (
+    "data.type",
+    "signature_id",
+    "action",
+    "reason",
+    "status",
+    "result",
+    "severity",
+    "type",
+    "outcome",
+    "category",
+    "cim_authentication",
+    "cim_change",
+    "cim_alert",
+    "object_category",
+    "data.strategy_type",
+)
 
 # CIM 6.2 data model fields (Splunk_SA_CIM), for `from datamodel=` searches
 # and to check that props.conf only defines fields of the models it tags for.
@@ -97,6 +120,13 @@ CIM_MODELS = {
         ),
     ),
 }
+CIM_MODELS["Alerts"] = (
+    "Alerts",
+    frozenset(
+        "app body description dest dest_type id mitre_technique_id signature signature_id severity severity_id src "
+        "src_type subject tag type user user_name vendor_account vendor_region".split()
+    ),
+)
 DATA_MODEL_INHERITED = frozenset({"_time", "host", "source", "sourcetype"})
 
 
@@ -114,6 +144,11 @@ def conf(name: str) -> Dict[str, Dict[str, str]]:
         stanza: {key: value.replace("\\\n", "\n") for key, value in settings.items()}
         for stanza, settings in parser.item_dict().items()
     }
+
+
+def csv_header(path: Path) -> List[str]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return next(csv.reader(handle))
 
 
 def shipped_confs() -> List[str]:
@@ -145,6 +180,10 @@ def props_stanza(stanza: str) -> Dict[str, str]:
 
 def eval_definitions(stanza: Mapping[str, str]) -> Dict[str, str]:
     return {key[len("EVAL-") :]: value for key, value in stanza.items() if key.startswith("EVAL-")}
+
+
+def lookup_definitions(stanza: Mapping[str, str]) -> List[Lookup]:
+    return [Lookup(value) for key, value in sorted(stanza.items()) if key.startswith("LOOKUP-")]
 
 
 def alias_definitions(stanza: Mapping[str, str]) -> Dict[str, str]:
@@ -253,9 +292,28 @@ def real_log(ca, tmp_path_factory):
     return {"lines": lines, "summaries": [first.summary(), second.summary()]}
 
 
+def stream_dataset() -> Dataset:
+    """What a search of `sourcetype=auth0` events finds: every field of the
+    sample logs of every type (tests/knowledge.py) after props.conf, with the
+    values the enumerated ones take."""
+    from tests.knowledge import Knowledge, stream_samples
+
+    knowledge = Knowledge()
+    samples = stream_samples(knowledge) + stream_samples(knowledge, nulls="absent")
+    fields = {name for _log, found in samples for name in found if name != "_meta"}
+    enums: Dict[str, Set[str]] = {}
+    for field in STREAM_ENUM_FIELDS:
+        for _log, found in samples:
+            value = found.get(field)
+            for item in value if isinstance(value, list) else [] if value is None else [value]:
+                enums.setdefault(field, set()).add(str(item))
+    return Dataset("auth0 events", fields, enums)
+
+
 @pytest.fixture(scope="module")
 def spl(props, log_props, raw_fields, cim_events) -> Spl:
     defined = set(eval_definitions(props)) | set(alias_definitions(props)) | set(extract_groups(props))
+    defined |= {field for lookup in lookup_definitions(props) for _column, field in lookup.outputs}
     event_enums = {
         field: {str(cim[field]) for _event, cim in cim_events if field in cim} for field in EVENT_ENUM_FIELDS
     }
@@ -267,7 +325,10 @@ def spl(props, log_props, raw_fields, cim_events) -> Spl:
     model_fields = {}
     for model, (root, names) in CIM_MODELS.items():
         model_fields[model] = {f"{root}.{name}" for name in names & (defined | raw_fields)} | DATA_MODEL_INHERITED
-    return Spl(events, log, macros, conf("eventtypes.conf"), tags, model_fields)
+    stream = stream_dataset()
+    for model, (root, names) in CIM_MODELS.items():
+        model_fields[model] |= {f"{root}.{name}" for name in names & stream.fields}
+    return Spl(events, log, macros, conf("eventtypes.conf"), tags, model_fields, stream=stream)
 
 
 @pytest.fixture(scope="module")
@@ -401,7 +462,17 @@ def test_every_eval_and_alias_reads_only_fields_the_collector_writes(props, raw_
         # EVALs run side by side: one cannot read another's result.
         missing = expr_fields(Expr(text).tree) - readable
         assert not missing, f"EVAL-{name} reads {missing}, which the collector does not write"
-    assert not [key for key in props if key.startswith(("REPORT-", "LOOKUP-"))], "teach this test REPORT/LOOKUP"
+    assert not [key for key in props if key.startswith("REPORT-")], "teach this test REPORT"
+    computed = set(eval_definitions(props)) | set(alias_definitions(props))
+    columns = set(csv_header(LOOKUP_TABLE))
+    for lookup in lookup_definitions(props):
+        for _column, field in lookup.inputs:
+            assert field in raw_fields, f"the lookup {lookup.table} reads {field}, which the collector does not write"
+        for column, field in lookup.outputs:
+            assert column in columns, f"{lookup.table} has no column {column}"
+            # Nothing both computed and looked up: which would win depends on
+            # OUTPUT's handling of a row with no value, which we do not rely on.
+            assert field not in computed | readable, f"{field} is both looked up and computed or extracted"
 
 
 def test_props_defines_only_cim_fields(props):
@@ -441,7 +512,9 @@ def test_eventtypes_split_events_as_the_add_on_does(seeded_run_events):
 def test_tags_map_each_event_to_exactly_one_cim_dataset(seeded_run_events):
     searches = eventtype_searches()
     authentication, account = tagged("authentication"), tagged("account")
-    assert authentication and account and set(tagged("change")) == set(account)
+    # Account changes are Change events; Management API changes (auth0
+    # events only) are Change events without the account tag.
+    assert authentication and account and set(account) < set(tagged("change"))
     for event in seeded_run_events:
         auth = any(matches(searches[name], event) for name in authentication)
         created = any(matches(searches[name], event) for name in account)
@@ -455,7 +528,7 @@ def test_no_tag_claims_default_or_privileged_accounts():
     # are neither.
     for stanza, tags in conf("tags.conf").items():
         assert stanza.startswith("eventtype=") and stanza.split("=", 1)[1] in eventtype_searches()
-        assert set(tags) <= {"authentication", "change", "account"}, (stanza, tags)
+        assert set(tags) <= {"authentication", "multifactor", "change", "account", "alert"}, (stanza, tags)
 
 
 def present(value: Any) -> Any:
@@ -558,19 +631,28 @@ def test_log_extractions_read_real_log_lines(log_props, real_log):
 def test_eventtype_searches_use_real_fields(spl):
     for name, search in eventtype_searches().items():
         state = spl.analyze(search)
-        assert state.dataset is spl.events, name
+        assert state.dataset is not spl.log, name
+        reads = spl.eventtype_sourcetypes[name]
+        assert reads <= {"auth0_activity", "auth0"}, (name, reads)
+        assert (state.dataset is spl.events) == (reads == {"auth0_activity"}), name
+        assert (state.dataset is spl.stream) == (reads == {"auth0"}), name
 
 
-def dashboard() -> Tuple[ET.Element, Dict[str, Any]]:
-    root = ET.parse(DASHBOARD).getroot()
+def dashboard(path: Path = DASHBOARD) -> Tuple[ET.Element, Dict[str, Any]]:
+    root = ET.parse(path).getroot()
     return root, json.loads(root.findtext("definition"))
 
 
 TOKEN = re.compile(r"\$([A-Za-z_][\w.]*)\$")
 
 
-def test_dashboard_is_a_valid_studio_dashboard():
-    root, definition = dashboard()
+def test_both_dashboards_are_there():
+    assert DASHBOARDS == sorted([DASHBOARD, SECURITY_DASHBOARD])
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_is_a_valid_studio_dashboard(path):
+    root, definition = dashboard(path)
     # Dashboard Studio: version 2 (Simple XML would need version 1.1 for AppInspect).
     assert root.tag == "dashboard" and root.get("version") == "2"
     assert root.findtext("label")
@@ -597,8 +679,9 @@ def test_dashboard_is_a_valid_studio_dashboard():
         assert item["type"].startswith("splunk."), name
 
 
-def test_dashboard_tokens_are_defined_and_used():
-    _root, definition = dashboard()
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_tokens_are_defined_and_used(path):
+    _root, definition = dashboard(path)
     text = json.dumps(definition)
     defined = {item["options"]["token"] for item in definition["inputs"].values()}
     used = {name.split(".")[0] for name in TOKEN.findall(text)}
@@ -614,12 +697,32 @@ def test_dashboard_has_the_panels_the_issue_asks_for():
     assert any("index=_internal" in query for query in queries)
     tenant = [item for item in definition["inputs"].values() if item["type"] == "input.dropdown"]
     assert tenant and tenant[0]["options"]["token"] == "tenant"
-    event_queries = [query for query in queries if "sourcetype=auth0_activity host=" in query]
-    assert event_queries and all('host="$tenant$"' in query for query in event_queries)
+    # Both sourcetypes, through the app's macros, so a site that only streams
+    # logs sees its signups and logins too; every one filtered by tenant.
+    event_queries = [query for query in queries if "`auth0_signups_and_logins`" in query]
+    assert len(event_queries) >= 8 and all('dest="$tenant$"' in query for query in event_queries)
+    assert not [query for query in queries if "sourcetype=auth0_activity" in query]
 
 
-def test_dashboard_searches_use_real_fields(spl_with_log):
-    _root, definition = dashboard()
+def test_the_security_dashboard_has_the_panels_the_issue_asks_for():
+    _root, definition = dashboard(SECURITY_DASHBOARD)
+    queries = [source["options"]["query"] for source in definition["dataSources"].values()]
+    joined = " ".join(queries)
+    # failed logins by reason over time; top failing sources and users
+    assert any("timechart" in q and 'reason=="wrong password"' in q and 'reason=="unknown user"' in q for q in queries)
+    assert any("action=failure" in q and q.split("|")[1].strip().endswith("by src") for q in queries)
+    assert any("action=failure" in q and q.split("|")[1].strip().endswith("by user") for q in queries)
+    # blocks and breached passwords, MFA outcomes, admin changes
+    for needle in ("cim_alert=attack_protection", "cim_alert=breached_password", "eventtype=auth0_multifactor"):
+        assert needle in joined, needle
+    assert "eventtype=auth0_admin_change" in joined
+    event_queries = [q for q in queries if "`auth0_sourcetypes` dest=" in q]
+    assert len(event_queries) == len(queries) - 1 and all('dest="$tenant$"' in q for q in event_queries)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_searches_use_real_fields(spl_with_log, path):
+    _root, definition = dashboard(path)
     outputs = {}
     for name, source in definition["dataSources"].items():
         query = TOKEN.sub("*", source["options"]["query"])
@@ -641,6 +744,7 @@ def test_the_app_menu_opens_the_dashboard():
     # The rest are views every Splunk app has.
     assert set(views) - ours <= {"search", "alerts", "dashboards", "reports", "datasets"}
     assert [element.get("name") for element in nav.iter("view") if element.get("default") == "true"] == [DASHBOARD.stem]
+    assert {path.stem for path in DASHBOARDS} <= set(views)
 
 
 def saved_searches() -> Dict[str, Dict[str, str]]:

@@ -49,6 +49,9 @@ REQUIRED_FILES = [
     "default/inputs.conf",
     "README/inputs.conf.spec",
     "metadata/default.meta",
+    # Search-time knowledge: the log type table the CIM mapping hangs on.
+    "default/transforms.conf",
+    "lookups/auth0_log_types.csv",
     "lib/splunklib/__init__.py",
     "lib/splunklib/modularinput/__init__.py",
     "lib/auth0/__init__.py",
