@@ -109,3 +109,31 @@ def test_flags_and_signups_are_the_same_with_collect_all(bed):
     written = [uid for uid, _ in bed.tenant.patches if bed.tenant.user(uid) is not None]  # not the 404s
     assert written
     assert len(sapi) == len(written)
+
+
+def test_the_apps_knowledge_reads_these_events_as_it_reads_auth0s_log_stream(bed):
+    """The same log, from this input or from Auth0's log stream through HEC,
+    gets the same fields, event types and tags (SPEC §8); only the tenant
+    (dest, dvc, vendor_account) comes from `host` here, where the stream's HEC
+    token owns `host`."""
+    from tests.knowledge import Knowledge, stream_event
+    from tests.spl import kv_json
+
+    knowledge = Knowledge()
+    result = _all_logs_run(bed)
+    logs = {log["log_id"]: log for log in bed.tenant.logs}
+    compared = 0
+    for event in result.events:
+        if event.sourcetype != "auth0":
+            continue
+        ours = kv_json(json.loads(event.raw), nulls="null")
+        ours.update(source=event.source, sourcetype=event.sourcetype, host=event.host, index=event.index, _raw=event.raw)
+        fields = knowledge.fields(ours)
+        streamed = knowledge.fields(stream_event(logs[event.data["log_id"]]))
+        for key in set(fields) | set(streamed):
+            if key in ("dest", "dvc", "tenant", "vendor_account", "_meta", "host", "source", "index", "_raw"):
+                continue
+            assert fields.get(key) == streamed.get(key), (event.data["data"]["type"], key)
+        assert fields["dest"] == bed.tenant.domain
+        compared += 1
+    assert compared >= 20
