@@ -127,7 +127,9 @@ def test_the_apps_knowledge_reads_these_events_as_it_reads_auth0s_log_stream(bed
         if event.sourcetype != "auth0":
             continue
         ours = kv_json(json.loads(event.raw), nulls="null")
-        ours.update(source=event.source, sourcetype=event.sourcetype, host=event.host, index=event.index, _raw=event.raw)
+        ours.update(
+            source=event.source, sourcetype=event.sourcetype, host=event.host, index=event.index, _raw=event.raw
+        )
         fields = knowledge.fields(ours)
         streamed = knowledge.fields(stream_event(logs[event.data["log_id"]]))
         for key in set(fields) | set(streamed):
