@@ -603,11 +603,36 @@ def test_generate_activity_is_fast_and_deterministic(test_ca):
         r = s.get(fake.base_url + "/api/v2/logs", params={"from": ids[10000], "take": 100})
         assert [x["log_id"] for x in r.json()] == ids[10001:10101]
     runs = []
-    for _ in range(2):
+    for late_ratio in (0.05, 0.05, 0.0):
         with FakeTenant(ca=test_ca, log_token_exchanges=False) as other:
-            generate_activity(other, 300, users=50, seed=7)
+            generate_activity(other, 300, users=50, seed=7, late_ratio=late_ratio)
             runs.append([(x["type"], x.get("user_id")) for x in other.logs])
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]  # the skew moves dates only
+
+
+def test_generated_dates_are_sometimes_out_of_log_id_order(test_ca):
+    with FakeTenant(ca=test_ca, log_token_exchanges=False) as fake:
+        fake.add_client(MAIN_CLIENT_ID, MAIN_CLIENT_SECRET)
+        activity = generate_activity(fake, 3000, users=200, seed=3, days=1.0, max_lateness=20)
+        logs = fake.logs  # log_id order
+        times = [parse_iso(log["date"]) for log in logs]
+        step = 86400.0 / 3000
+        late = [i for i in range(1, len(times)) if times[i] < times[i - 1]]
+        assert 3000 * 0.02 < len(late) == activity.late < 3000 * 0.1
+        # Small skew: never more than 20 logs' worth of time, never before the first log.
+        assert all(times[i] >= i * step + times[0] - 20 * step - 0.002 for i in range(len(times)))
+        assert min(times) == times[0]
+        # Search mode sorts by date, checkpoint mode by log_id.
+        s = api(fake)
+        by_date = s.get(fake.base_url + "/api/v2/logs", params={"sort": "date:1", "per_page": 100}).json()
+        assert [parse_iso(x["date"]) for x in by_date] == sorted(times)[:100]
+        assert [x["log_id"] for x in by_date] != [x["log_id"] for x in logs[:100]]
+        by_id = s.get(fake.base_url + "/api/v2/logs", params={"from": logs[0]["log_id"], "take": 100}).json()
+        assert [x["log_id"] for x in by_id] == [x["log_id"] for x in logs[1:101]]
+    with FakeTenant(ca=test_ca, log_token_exchanges=False) as fake:
+        generate_activity(fake, 500, users=50, late_ratio=0.0)
+        times = [parse_iso(log["date"]) for log in fake.logs]
+        assert times == sorted(times)
 
 
 # ---- CLI (make demo) --------------------------------------------------------
