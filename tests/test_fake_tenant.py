@@ -508,7 +508,11 @@ def test_injected_429_has_the_rate_limit_headers_and_retry_after_only_on_request
     r = s.get(url)
     assert r.status_code == 429 and r.headers["Retry-After"] == "7"
     assert r.headers["X-RateLimit-Reset"] == "1800000000" and r.headers["X-RateLimit-Remaining"] == "0"
-    assert tenant.throttled == 2
+    tenant.fail_next("logs", 429, reset_in=30)
+    served = time.time()
+    r = s.get(url)
+    assert served + 30 <= int(r.headers["X-RateLimit-Reset"]) <= time.time() + 31
+    assert tenant.throttled == 3
 
 
 def test_request_log_has_arrival_time_and_the_tokens_application(tenant):

@@ -38,6 +38,7 @@ import collections
 import copy
 import fnmatch
 import json
+import math
 import os
 import re
 import secrets
@@ -230,13 +231,21 @@ class RequestRecord:
 
 
 class _Fault:
-    __slots__ = ("status", "body", "headers", "delay")
+    __slots__ = ("status", "body", "headers", "delay", "reset_in")
 
-    def __init__(self, status: Optional[int], body: Any, headers: Optional[Dict[str, str]], delay: float):
+    def __init__(
+        self,
+        status: Optional[int],
+        body: Any,
+        headers: Optional[Dict[str, str]],
+        delay: float,
+        reset_in: Optional[float] = None,
+    ):
         self.status = status
         self.body = body
         self.headers = dict(headers or {})
         self.delay = float(delay)
+        self.reset_in = reset_in
 
 
 # --------------------------------------------------------------------------
@@ -731,6 +740,7 @@ class FakeTenant:
         body: Any = None,
         headers: Optional[Dict[str, str]] = None,
         delay: float = 0.0,
+        reset_in: Optional[float] = None,
     ) -> None:
         """The next ``times`` requests of ``route_group`` (or ``"*"``: any)
         get ``status`` before any other processing; ``status=None`` closes
@@ -738,11 +748,13 @@ class FakeTenant:
         str/bytes -> text; default an Auth0-ish JSON (HTML for 502/504).
         A 429 gets X-RateLimit-Limit/Remaining/Reset (those of the bucket
         covering the request, else a small empty one's) unless ``headers``
-        sets them, and ``Retry-After`` only if ``headers`` has it.
+        sets them, and ``Retry-After`` only if ``headers`` has it;
+        ``reset_in``: X-RateLimit-Reset that many seconds after the 429 is
+        served (rounded up to whole epoch seconds, as Auth0 sends it).
         ``delay``: seconds to wait first (for timeouts)."""
         with self._lock:
             for _ in range(times):
-                self._faults[route_group].append(_Fault(status, body, headers, delay))
+                self._faults[route_group].append(_Fault(status, body, headers, delay, reset_in))
 
     def delay_next(self, route_group: str, seconds: float, times: int = 1) -> None:
         """Answer the next ``times`` requests of ``route_group`` normally,
@@ -916,6 +928,8 @@ class FakeTenant:
         if status == 429:  # Auth0's three headers; Retry-After only if the test gave it
             with self._lock:
                 defaults = self._limiter.refusal_headers(self._limited_groups(group))
+                if fault.reset_in is not None:
+                    defaults["X-RateLimit-Reset"] = str(int(math.ceil(self._clock() + fault.reset_in)))
             for key, value in defaults.items():
                 if key.lower() not in {name.lower() for name in headers}:
                     headers[key] = value
