@@ -60,7 +60,11 @@ test-py39: lib .venv39/.ok .venv39-bare/.ok
 test-py313: lib .venv313/.ok .venv313-bare/.ok
 	ADDON_PYTHON=$(CURDIR)/.venv313-bare/bin/python .venv313/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: lib .venv313/.ok .venv39-bare/.ok  ## throughput, memory and API cost on 100 000 synthetic logs (prints figures)
+# Prints figures beside issue 8's targets, asserts nothing, talks to 127.0.0.1
+# only: (a) CPU beside a bare client, (b) rate-limited backfills, (c) 100 000
+# and 1 000 000 logs, (d) an idle run. All of it takes half an hour or more;
+# narrow it with e.g. BENCH_ARGS="--parts a,d" (python -m tests.bench --help).
+bench: lib .venv313/.ok .venv39-bare/.ok  ## the add-on's CPU, memory and pace beside a floor client and issue 8's targets
 	.venv313/bin/python -m tests.bench --addon-python .venv39-bare/bin/python $(BENCH_ARGS)
 
 lint: .venv313/.ok  ## ruff

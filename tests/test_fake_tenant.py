@@ -18,6 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.certs import make_test_ca
+from tests.fakes.ratelimit import (
+    RESET_FULL,
+    RESET_NEXT,
+    Bucket,
+    free_plan,
+    paid_plan,
+    separate_buckets,
+    shared_bucket,
+)
 from tests.fakes.seed import (
     LOGS_ONLY_CLIENT_ID,
     LOGS_ONLY_CLIENT_SECRET,
@@ -175,7 +184,8 @@ def test_token_expires(test_ca):
         assert s.get(fake.base_url + "/api/v2/logs").status_code == 401
 
 
-def test_missing_scope_names_it(tenant):
+def test_missing_scope_is_refused_as_auth0_words_it(tenant):
+    # Auth0's 403 lists every scope its API reference gives the endpoint.
     s = api(tenant, LOGS_ONLY_CLIENT_ID, LOGS_ONLY_CLIENT_SECRET)
     assert s.get(tenant.base_url + "/api/v2/logs").status_code == 200
     r = s.get(tenant.base_url + "/api/v2/users/" + ALICE)
@@ -184,11 +194,49 @@ def test_missing_scope_names_it(tenant):
         "statusCode": 403,
         "error": "Forbidden",
         "errorCode": "insufficient_scope",
-        "message": "Insufficient scope, expected any of: read:users",
+        "message": "Insufficient scope, expected any of: read:users,read:current_user,read:user_idp_tokens",
     }
     r = s.patch(tenant.base_url + "/api/v2/users/" + ALICE, json={"app_metadata": {"signedUp": True}})
-    assert r.status_code == 403 and "update:users_app_metadata" in r.json()["message"]
+    assert r.status_code == 403
+    assert r.json()["message"] == (
+        "Insufficient scope, expected any of: update:users,update:users_app_metadata,update:current_user_metadata"
+    )
+    tenant.add_client("no-logs", "no-logs-secret", scopes=["read:users"])
+    r = api(tenant, "no-logs", "no-logs-secret").get(tenant.base_url + "/api/v2/logs")
+    assert r.status_code == 403
+    assert r.json()["message"] == "Insufficient scope, expected any of: read:logs,read:logs_users"
     assert tenant.patches == []
+
+
+@pytest.mark.parametrize(
+    "scope, call, status",
+    [
+        ("read:logs", "logs", 200),
+        ("read:logs_users", "logs", 200),
+        ("read:users", "user", 200),
+        ("read:user_idp_tokens", "user", 200),
+        ("read:current_user", "user", 403),  # a client token is no user: "current user" is nobody
+        ("update:users", "flag", 200),
+        ("update:users_app_metadata", "flag", 200),
+        ("update:current_user_metadata", "flag", 403),
+        ("update:users_app_metadata", "name", 403),  # other fields need update:users
+        ("update:users", "name", 200),
+    ],
+)
+def test_any_scope_listed_for_an_endpoint_grants_it(tenant, scope, call, status):
+    tenant.add_client("one-scope", "one-scope-secret", scopes=[scope])
+    s = api(tenant, "one-scope", "one-scope-secret")
+    user_url = tenant.base_url + "/api/v2/users/" + ALICE
+    send = {
+        "logs": lambda: s.get(tenant.base_url + "/api/v2/logs", params={"per_page": 1}),
+        "user": lambda: s.get(user_url),
+        "flag": lambda: s.patch(user_url, json={"app_metadata": {"signedUp": True}}),
+        "name": lambda: s.patch(user_url, json={"name": "Alice M."}),
+    }[call]
+    r = send()
+    assert r.status_code == status, r.text
+    if status == 403:
+        assert r.json()["errorCode"] == "insufficient_scope"
 
 
 # ---- logs -----------------------------------------------------------------
@@ -322,7 +370,7 @@ def test_patch_app_metadata_semantics(tenant):
 # ---- rate limits, faults, connections -------------------------------------
 
 
-def test_rate_limit_429_with_headers(tenant):
+def test_rate_limit_429_carries_auth0s_three_headers_only(tenant):
     s = api(tenant)
     tenant.set_rate_limit("logs", limit=2, per_seconds=60.0)
     url = tenant.base_url + "/api/v2/logs"
@@ -337,15 +385,154 @@ def test_rate_limit_429_with_headers(tenant):
         "message": "Global limit has been reached",
         "errorCode": "too_many_requests",
     }
-    assert r.headers["X-RateLimit-Remaining"] == "0"
-    assert 1 <= int(r.headers["Retry-After"]) <= 30
+    assert r.headers["X-RateLimit-Limit"] == "2" and r.headers["X-RateLimit-Remaining"] == "0"
+    assert "Retry-After" not in r.headers
+    # Empty, refilled at 2 a minute: full again in 60 s (epoch seconds, rounded up).
     reset = int(r.headers["X-RateLimit-Reset"])
-    assert time.time() < reset <= time.time() + 31
+    assert time.time() + 58 < reset <= time.time() + 61
     assert s.get(tenant.base_url + "/api/v2/users/" + FRANK).status_code == 200  # other groups unaffected
     tenant.set_rate_limit("global", limit=1, per_seconds=60.0)
     assert s.get(tenant.base_url + "/api/v2/users/" + FRANK).status_code == 200
     assert s.get(tenant.base_url + "/api/v2/users/" + FRANK).status_code == 429
     assert tenant.throttled == 2
+    stats = tenant.rate_limit_stats
+    assert (stats["logs"].taken, stats["logs"].refused) == (2, 1)
+    assert (stats["global"].taken, stats["global"].refused) == (1, 1)
+
+
+def clocked_tenant(test_ca, now, **kwargs):
+    """A tenant on a clock the test moves (now is a one-item list)."""
+    fake = FakeTenant(ca=test_ca, clock=lambda: now[0], log_token_exchanges=False, **kwargs)
+    fake.add_client(MAIN_CLIENT_ID, MAIN_CLIENT_SECRET)
+    return fake
+
+
+@pytest.mark.parametrize(
+    "reset, after_one, after_ten",
+    [
+        # Bucket of 10 refilled at 5/s, clock at T+0.5: one request's worth
+        # comes back in 0.2 s, the whole bucket in 0.2 s per missing request.
+        (RESET_FULL, 1_800_000_001, 1_800_000_003),  # ceil(T+0.7), ceil(T+2.5)
+        (RESET_NEXT, 1_800_000_001, 1_800_000_001),  # ceil(T+0.7) both times
+    ],
+)
+def test_reset_header_says_when_the_bucket_is_full_or_the_next_request_is_back(test_ca, reset, after_one, after_ten):
+    now = [1_800_000_000.5]
+    with clocked_tenant(test_ca, now, rate_limits=separate_buckets(logs=(10, 5.0)), reset=reset) as fake:
+        s = api(fake)
+        url = fake.base_url + "/api/v2/logs"
+        r = s.get(url)
+        assert (r.headers["X-RateLimit-Remaining"], int(r.headers["X-RateLimit-Reset"])) == ("9", after_one)
+        for _ in range(9):
+            r = s.get(url)
+        assert r.status_code == 200
+        assert (r.headers["X-RateLimit-Remaining"], int(r.headers["X-RateLimit-Reset"])) == ("0", after_ten)
+        refused = s.get(url)
+        assert refused.status_code == 429 and "Retry-After" not in refused.headers
+        assert (refused.headers["X-RateLimit-Remaining"], int(refused.headers["X-RateLimit-Reset"])) == ("0", after_ten)
+        now[0] += 0.2  # one request's worth is back
+        assert s.get(url).status_code == 200
+        assert s.get(url).status_code == 429
+        assert fake.throttled == 2
+
+
+def test_paid_plan_keeps_logs_user_reads_and_user_writes_apart(test_ca):
+    now = [1_800_000_000.0]
+    with clocked_tenant(test_ca, now, rate_limits=paid_plan()) as fake:
+        fake.add_user(ALICE, email="alice@example.com")
+        s = api(fake)
+        logs, user = fake.base_url + "/api/v2/logs", fake.base_url + "/api/v2/users/" + ALICE
+        assert {b.name: (b.burst, round(b.per_second * 60)) for b in fake.rate_limits} == {
+            "logs": (10, 100),
+            "users_read": (40, 500),
+            "users_write": (20, 200),
+        }
+        assert [s.get(logs).status_code for _ in range(11)] == [200] * 10 + [429]
+        assert [s.get(user).status_code for _ in range(41)] == [200] * 40 + [429]
+        flag = {"app_metadata": {"signedUp": True}}
+        assert [s.patch(user, json=flag).status_code for _ in range(21)] == [200] * 20 + [429]
+        assert s.get(user).headers["X-RateLimit-Limit"] == "40"
+
+
+def test_free_plan_is_one_bucket_for_the_whole_management_api(test_ca):
+    now = [1_800_000_000.0]
+    with clocked_tenant(test_ca, now, rate_limits=free_plan()) as fake:
+        fake.add_user(ALICE, email="alice@example.com")
+        s = api(fake)  # /oauth/token is the Authentication API: not counted
+        logs, user = fake.base_url + "/api/v2/logs", fake.base_url + "/api/v2/users/" + ALICE
+        assert [s.get(logs).status_code, s.get(user).status_code] == [200, 200]
+        assert s.patch(user, json={"app_metadata": {"signedUp": True}}).status_code == 429
+        assert s.get(logs).status_code == 429
+        now[0] += 0.5  # 2 a second: one request back
+        r = s.get(user)
+        assert r.status_code == 200 and r.headers["X-RateLimit-Limit"] == "2"
+        assert s.get(logs).status_code == 429
+
+
+def test_separate_buckets_share_one_between_user_reads_and_writes(test_ca):
+    now = [1_800_000_000.0]
+    buckets = separate_buckets(logs=(2, 5.0), users=(3, 10.0))
+    with clocked_tenant(test_ca, now, rate_limits=buckets) as fake:
+        fake.add_user(ALICE, email="alice@example.com")
+        s = api(fake)
+        user = fake.base_url + "/api/v2/users/" + ALICE
+        flag = {"app_metadata": {"signedUp": True}}
+        assert [s.get(user).status_code, s.patch(user, json=flag).status_code, s.get(user).status_code] == [200] * 3
+        assert s.patch(user, json=flag).status_code == 429
+        assert [s.get(fake.base_url + "/api/v2/logs").status_code for _ in range(3)] == [200, 200, 429]
+        assert {name: (st.taken, st.refused) for name, st in fake.rate_limit_stats.items()} == {
+            "logs": (2, 1),
+            "users": (3, 1),
+        }
+    with clocked_tenant(test_ca, now, rate_limits=shared_bucket(burst=3, per_second=1.0)) as fake:
+        s = api(fake)
+        assert [s.get(fake.base_url + "/api/v2/logs").status_code for _ in range(4)] == [200] * 3 + [429]
+
+
+def test_bucket_rejects_nonsense():
+    with pytest.raises(ValueError):
+        Bucket("x", ("logs",), burst=0, per_second=1.0)
+    with pytest.raises(ValueError):
+        Bucket("x", ("nope",), burst=1, per_second=1.0)
+
+
+def test_injected_429_has_the_rate_limit_headers_and_retry_after_only_on_request(tenant):
+    s = api(tenant)
+    url = tenant.base_url + "/api/v2/logs"
+    tenant.fail_next("logs", 429)
+    r = s.get(url)
+    assert r.status_code == 429 and "Retry-After" not in r.headers
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+    assert time.time() <= int(r.headers["X-RateLimit-Reset"]) <= time.time() + 2
+    tenant.fail_next("logs", 429, headers={"Retry-After": "7", "X-RateLimit-Reset": "1800000000"})
+    r = s.get(url)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "7"
+    assert r.headers["X-RateLimit-Reset"] == "1800000000" and r.headers["X-RateLimit-Remaining"] == "0"
+    tenant.fail_next("logs", 429, reset_in=30)
+    served = time.time()
+    r = s.get(url)
+    assert served + 30 <= int(r.headers["X-RateLimit-Reset"]) <= time.time() + 31
+    assert tenant.throttled == 3
+
+
+def test_request_log_has_arrival_time_and_the_tokens_application(tenant):
+    tenant.add_client("other-app", "other-app-secret")
+    started = time.time()
+    main, other = api(tenant), api(tenant, "other-app", "other-app-secret")
+    main.get(tenant.base_url + "/api/v2/logs", params={"per_page": 1})
+    other.get(tenant.base_url + "/api/v2/users/" + ALICE)
+    session(tenant).get(tenant.base_url + "/api/v2/logs")  # no token: 401
+    log = tenant.request_log
+    assert [(r.method, r.group, r.status, r.client_id) for r in log] == [
+        ("POST", "token", 200, None),
+        ("POST", "token", 200, None),
+        ("GET", "logs", 200, MAIN_CLIENT_ID),
+        ("GET", "users_read", 200, "other-app"),
+        ("GET", "logs", 401, None),
+    ]
+    assert all(started <= r.at <= time.time() for r in log)
+    assert [r.at for r in log] == sorted(r.at for r in log)
+    assert [(r.method, r.path, r.status) for r in log] == tenant.requests
 
 
 def test_fault_injection(tenant):
@@ -420,11 +607,36 @@ def test_generate_activity_is_fast_and_deterministic(test_ca):
         r = s.get(fake.base_url + "/api/v2/logs", params={"from": ids[10000], "take": 100})
         assert [x["log_id"] for x in r.json()] == ids[10001:10101]
     runs = []
-    for _ in range(2):
+    for late_ratio in (0.05, 0.05, 0.0):
         with FakeTenant(ca=test_ca, log_token_exchanges=False) as other:
-            generate_activity(other, 300, users=50, seed=7)
+            generate_activity(other, 300, users=50, seed=7, late_ratio=late_ratio)
             runs.append([(x["type"], x.get("user_id")) for x in other.logs])
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]  # the skew moves dates only
+
+
+def test_generated_dates_are_sometimes_out_of_log_id_order(test_ca):
+    with FakeTenant(ca=test_ca, log_token_exchanges=False) as fake:
+        fake.add_client(MAIN_CLIENT_ID, MAIN_CLIENT_SECRET)
+        activity = generate_activity(fake, 3000, users=200, seed=3, days=1.0, max_lateness=20)
+        logs = fake.logs  # log_id order
+        times = [parse_iso(log["date"]) for log in logs]
+        step = 86400.0 / 3000
+        late = [i for i in range(1, len(times)) if times[i] < times[i - 1]]
+        assert 3000 * 0.02 < len(late) == activity.late < 3000 * 0.1
+        # Small skew: never more than 20 logs' worth of time, never before the first log.
+        assert all(times[i] >= i * step + times[0] - 20 * step - 0.002 for i in range(len(times)))
+        assert min(times) == times[0]
+        # Search mode sorts by date, checkpoint mode by log_id.
+        s = api(fake)
+        by_date = s.get(fake.base_url + "/api/v2/logs", params={"sort": "date:1", "per_page": 100}).json()
+        assert [parse_iso(x["date"]) for x in by_date] == sorted(times)[:100]
+        assert [x["log_id"] for x in by_date] != [x["log_id"] for x in logs[:100]]
+        by_id = s.get(fake.base_url + "/api/v2/logs", params={"from": logs[0]["log_id"], "take": 100}).json()
+        assert [x["log_id"] for x in by_id] == [x["log_id"] for x in logs[1:101]]
+    with FakeTenant(ca=test_ca, log_token_exchanges=False) as fake:
+        generate_activity(fake, 500, users=50, late_ratio=0.0)
+        times = [parse_iso(log["date"]) for log in fake.logs]
+        assert times == sorted(times)
 
 
 # ---- CLI (make demo) --------------------------------------------------------

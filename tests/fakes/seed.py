@@ -9,7 +9,8 @@ is a Signup or a Login under SPEC §5, and each user's ``app_metadata`` after
 a run) keyed by the log ids the tenant assigned.
 
 ``generate_activity(tenant, n_logs)`` adds deterministic synthetic activity
-for benchmarks (100 000 logs load in a few seconds).
+for benchmarks (100 000 logs load in a few seconds), with dates that are
+sometimes out of log_id order, as Auth0's are.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ LOGS_ONLY_CLIENT_SECRET = "test-logs-only-secret-DO-NOT-LEAK-43"
 # No client grant for the Management API at all (403 at /oauth/token).
 NO_GRANT_CLIENT_ID = "test-no-grant-client-id"
 NO_GRANT_CLIENT_SECRET = "test-no-grant-secret-DO-NOT-LEAK-44"
+# Every call the add-on makes, granted by the other scope Auth0 lists for it
+# (read:logs_users for logs, update:users for the flag): SPEC §3's any-of.
+ALT_SCOPES_CLIENT_ID = "test-alt-scopes-client-id"
+ALT_SCOPES_CLIENT_SECRET = "test-alt-scopes-secret-DO-NOT-LEAK-45"
+ALT_SCOPES = ("read:logs_users", "read:users", "update:users")
 
 _UNIT = r"\d+(?:\.\d+)?(?:ms|d|h|m|s)"
 _OFFSET_RE = re.compile(rf"([+-])((?:{_UNIT})+)")
@@ -107,12 +113,13 @@ def load_fixture(path: Union[str, Path] = DEFAULT_SEED_PATH) -> Dict[str, Any]:
 
 
 def add_test_clients(tenant: FakeTenant) -> None:
-    """The three applications the tests use (see module constants)."""
+    """The applications the tests use (see module constants)."""
     tenant.add_client(MAIN_CLIENT_ID, MAIN_CLIENT_SECRET, scopes=ALL_SCOPES, name="Splunk TA-auth0 (test)")
     tenant.add_client(LOGS_ONLY_CLIENT_ID, LOGS_ONLY_CLIENT_SECRET, scopes=["read:logs"], name="Logs only (test)")
     tenant.add_client(
         NO_GRANT_CLIENT_ID, NO_GRANT_CLIENT_SECRET, scopes=[], api_grant=False, name="No Management API grant (test)"
     )
+    tenant.add_client(ALT_SCOPES_CLIENT_ID, ALT_SCOPES_CLIENT_SECRET, scopes=ALT_SCOPES, name="Other scopes (test)")
 
 
 def load_seed(
@@ -161,7 +168,10 @@ def load_seed(
 
 
 class Activity:
-    """What ``generate_activity`` added (computed by the generator itself)."""
+    """What ``generate_activity`` added (computed by the generator itself).
+
+    ``late``: how many logs are dated before the log just ahead of them in
+    log_id order."""
 
     def __init__(self) -> None:
         self.log_ids: List[str] = []
@@ -169,6 +179,7 @@ class Activity:
         self.users: List[str] = []
         self.signups = 0
         self.logins = 0
+        self.late = 0
 
 
 _APPS = [
@@ -196,14 +207,24 @@ def generate_activity(
     existing_ratio: float = 0.5,
     failure_ratio: float = 0.08,
     add_users: bool = True,
+    late_ratio: float = 0.05,
+    max_lateness: float = 20.0,
 ) -> Activity:
     """Add ``n_logs`` deterministic synthetic logs spread evenly over the
     last ``days`` days: mostly ``s`` repeat logins, database signups
     (``ss`` then ``s`` with loginsCount 1), first social logins, and some
     ``fp``/``fu`` failures, for ``users`` users (``existing_ratio`` of them
     existed before, with login counts > 1). Every ``s`` carries a login
-    count. Users are added to the tenant unless ``add_users=False``."""
+    count. Users are added to the tenant unless ``add_users=False``.
+
+    Dates out of log_id order: Auth0 orders checkpoint reads by log_id and
+    does not promise that dates follow. ``late_ratio`` of the logs are dated
+    between 1 and ``max_lateness`` logs' worth of time earlier than their
+    place (a small skew: within the 100 logs of a page), but never before
+    the first log of the batch, so the oldest log by date is still the first
+    by log_id. ``late_ratio=0`` keeps dates in log_id order."""
     rng = random.Random(seed)
+    skew = random.Random(f"late-{seed}")  # its own stream: the activity is the same with or without skew
     now = tenant.now()
     start = now - days * 86400.0
     step = (now - start) / max(1, n_logs)
@@ -232,8 +253,15 @@ def generate_activity(
     logs: List[Dict[str, Any]] = []
     pending: List[Dict[str, Any]] = []  # the `s` that follows a signup
     seen: set = set()
+    previous = start
     for n in range(n_logs):
-        when = iso_ms(start + n * step)
+        moment = start + n * step
+        if n and skew.random() < late_ratio:
+            moment -= min(skew.uniform(1.0, max_lateness), n - 0.5) * step
+        if moment < previous:
+            activity.late += 1
+        previous = moment
+        when = iso_ms(moment)
         client_id, client_name = _APPS[rng.randrange(len(_APPS))]
         follow_up = bool(pending)
         person = pending.pop() if follow_up else people[rng.randrange(len(people))]
