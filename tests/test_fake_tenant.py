@@ -594,12 +594,11 @@ def test_load_seed_maps_expectations_to_log_ids(tenant):
     assert tenant.now() - 5 * 86400 < oldest < tenant.now() - 3 * 86400
 
 
-def test_generate_activity_is_fast_and_deterministic(test_ca):
+def test_generate_activity_is_deterministic(test_ca):
+    # How fast it is, is for `make bench` to print (tests assert behaviour).
     with FakeTenant(ca=test_ca, log_token_exchanges=False) as fake:
         fake.add_client(MAIN_CLIENT_ID, MAIN_CLIENT_SECRET)
-        started = time.perf_counter()
         activity = generate_activity(fake, 20000, users=300, seed=7)
-        assert time.perf_counter() - started < 3.0
         assert fake.log_count == 20000 and activity.by_type["s"] > 15000 and activity.by_type["ss"] > 0
         assert activity.signups + activity.logins == activity.by_type["s"] + activity.by_type["ss"]
         s = api(fake)

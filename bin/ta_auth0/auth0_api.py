@@ -40,8 +40,6 @@ TOKEN_RENEW_MARGIN = 30 * 60
 MAX_RETRIES = 4  # for 5xx, timeouts and dropped connections: 1+2+4+8 s of backoff
 BACKOFF_CAP = 60.0
 MAX_WAIT = 300.0  # the longest single rate-limit wait before giving up the run
-# A flag write spent in a log read's wait must not hold the read up for long.
-IDLE_WORK_MAX = 5
 
 
 class Auth0ApiError(Exception):
@@ -125,7 +123,7 @@ class Auth0Client:
     run can end cleanly and continue next interval from its checkpoint.
     idle_work: called while a call waits for its rate-limit bucket; it may
     send one call of another kind that can go now (a flag write while log
-    reads wait) and returns True if it did.
+    reads wait): it returns 0 if it did, else the seconds until it might.
     """
 
     domain: str
@@ -137,7 +135,7 @@ class Auth0Client:
     user_agent: str = "TA-auth0"
     retries: int = MAX_RETRIES  # for 5xx and network errors; validation uses 0
     stats: ApiStats = field(default_factory=ApiStats)
-    idle_work: Optional[Callable[[], bool]] = field(default=None, repr=False)
+    idle_work: Optional[Callable[[], float]] = field(default=None, repr=False)
     keep_raw: bool = False  # keep each log's own JSON text (collect = all)
 
     def __post_init__(self) -> None:
@@ -151,9 +149,9 @@ class Auth0Client:
     def close(self) -> None:
         self.transport.close()
 
-    def ready(self, kind: str) -> bool:
-        """May a call of this kind ("logs", "users_read", "users_write") go now?"""
-        return self.pacer.wait(kind) <= 0
+    def wait_for(self, kind: str) -> float:
+        """Seconds before a call of this kind ("logs", "users_read", "users_write") may go."""
+        return self.pacer.wait(kind)
 
     def shares_bucket(self, kind: str, other: str) -> bool:
         return self.pacer.shares(kind, other)
@@ -389,21 +387,24 @@ class Auth0Client:
                 return
             if not patient:
                 raise RateLimited(f"Auth0 rate limit for {kind} exhausted; deferred")
-            if self._idle(IDLE_WORK_MAX):
-                continue
-            # Pacing is routine, not a problem: logged at DEBUG only.
-            self._wait(kind, delay, f"Auth0 rate limit for {kind} exhausted", RateLimited, logging.DEBUG)
+            if delay > MAX_WAIT:
+                raise RateLimited(f"Auth0 rate limit for {kind} exhausted; Auth0 asks to wait {delay:.0f}s")
+            idle_ready = self._idle()
+            if idle_ready <= 0:
+                continue  # idle work sent a call: look again
+            # Pacing is routine, not a problem: logged at DEBUG only. Wake up
+            # early if the idle work can go before this call can.
+            nap = min(delay, idle_ready)
+            self._wait(kind, nap, f"Auth0 rate limit for {kind} exhausted", RateLimited, logging.DEBUG)
 
-    def _idle(self, times: int) -> bool:
-        """Run idle work (never nested) up to `times` calls; True if any ran."""
+    def _idle(self) -> float:
+        """Run idle work once (never nested): 0 if it sent a call, else the
+        seconds until it might."""
         if self.idle_work is None or self._in_idle_work:
-            return False
+            return float("inf")
         self._in_idle_work = True
         try:
-            done = 0
-            while done < times and self.idle_work():
-                done += 1
-            return done > 0
+            return self.idle_work()
         finally:
             self._in_idle_work = False
 

@@ -44,6 +44,11 @@ SOURCETYPE_LOG = "auth0"  # every other Auth0 log, with collect = all (SPEC §4.
 # from its checkpoint, so a large backlog never turns into one endless
 # process and every run reports its summary line.
 RUN_BUDGET_SECONDS = 600.0
+# Users this run has seen known, kept in memory so that a repeat login skips
+# the state store's lookup (a few microseconds a user, most of a page's
+# cost after the HTTP call). Bounded, so memory stays flat: when full it
+# starts over. It only ever says "known", which the state never takes back.
+KNOWN_CACHE_SIZE = 16384
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Collector:
         self.flags = FlagWriter(state, api, config.metadata_flag, deadline)
         self._collect_all = config.collect == COLLECT_ALL
         self._start = state.start_date()  # logs dated before it are not collected (start_from)
+        self._known_cache: set = set()
 
     def run(self) -> RunStats:
         update = self.config.update_metadata
@@ -185,7 +191,7 @@ class Collector:
             if start is None or not activity.is_before(entry.get("date"), start)
         ]
         page_users = {activity.user_id(entry) for _, entry, is_activity in wanted if is_activity} - {None}
-        known_before = self.state.known_users(page_users) if page_users else set()
+        known_before = self._known_users(page_users)
         known = set(known_before)
         flagged, gone = set(), set()
         events, signups, logins = [], 0, 0
@@ -223,6 +229,7 @@ class Collector:
         last = next((entry for entry in reversed(page) if entry.get("log_id")), None)
         checkpoint = Checkpoint(str(last["log_id"]), last.get("date")) if last else None
         self.state.commit_page(checkpoint, sorted(learned), to_flag)
+        self._remember_known(learned)
 
         stats = self.stats
         stats.logs_read += len(page)
@@ -235,6 +242,21 @@ class Collector:
         if newest and (stats.newest_log_date is None or activity.is_before(stats.newest_log_date, newest)):
             stats.newest_log_date = newest
         return len(to_flag)
+
+    def _known_users(self, users: set) -> set:
+        """Which of these users the add-on knows: the cache, then one state query."""
+        known = users & self._known_cache
+        rest = users - known
+        if rest:
+            found = self.state.known_users(rest)
+            self._remember_known(found)
+            known |= found
+        return known
+
+    def _remember_known(self, users: set) -> None:
+        if len(self._known_cache) + len(users) > KNOWN_CACHE_SIZE:
+            self._known_cache.clear()
+        self._known_cache.update(users)
 
     def _read_flag(self, uid: str, gone: set) -> object:
         try:

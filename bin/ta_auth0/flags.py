@@ -47,12 +47,15 @@ class FlagWriter:
         self._paused = False
         self._queue: list = []  # the next pending users, read from the state store
 
-    def write_one_now(self) -> bool:
-        """Idle work: one write if its bucket has room now; True if it wrote."""
-        if self._paused or not self.api.ready("users_write"):
-            return False
-        uid = self._next()
-        return uid is not None and self._write(uid, patient=False)
+    def write_one_now(self) -> float:
+        """Idle work: one write if its bucket has room now. Returns 0 when it
+        wrote, else the seconds until it could (infinite: nothing to write)."""
+        if self._paused or self._next() is None:
+            return float("inf")
+        wait = self.api.wait_for("users_write")
+        if wait > 0:
+            return wait
+        return 0.0 if self._write(self._next(), patient=False) else float("inf")
 
     def after_page(self, queued: int) -> None:
         """Between pages: what can go at once, or on a shared bucket this

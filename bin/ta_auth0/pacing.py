@@ -2,11 +2,15 @@
 
 Auth0 meters the Management API with token buckets (PLATFORM.md). A bucket
 holds up to `X-RateLimit-Limit` requests and refills at a steady rate;
-`X-RateLimit-Remaining` is what is left, and `X-RateLimit-Reset` the epoch
-second at which the bucket will be full again. So one answer tells how many
-calls may go at once, and (limit - remaining) / (reset - now) tells the
-refill rate: the pacer waits for the next request's worth of tokens, never
-for a full refill.
+`X-RateLimit-Remaining` is what is left. Auth0's documents disagree on
+`X-RateLimit-Reset`, an epoch second: the rate-limit policy says the bucket
+is full again then, the rate-limit use cases say the next request comes
+back then. Waiting for Reset is right under both; but where it means "full"
+it waits for a whole refill when one request's worth would do. So the pacer
+first reads Reset as "full", which gives the refill rate as
+(limit - remaining) / (reset - now), and waits for one request's worth; if
+that earns a 429, Reset means the next request, and for that bucket the
+pacer waits for Reset from then on. At most one 429 per bucket to learn it.
 
 Which kinds of call share a bucket is in no header: on paid plans log reads
 and user calls have buckets of their own, on free tenants one bucket meters
@@ -29,9 +33,6 @@ from typing import Callable, Dict, Mapping, Optional
 # Auth0 rounds Reset to whole seconds and Remaining down to whole requests,
 # so an estimate is good to about one request.
 _SLACK = 1.0
-# After a 429 the refill estimate is cut to this share of what that answer
-# implies, so a wrong estimate cannot cause a run of 429s.
-_AFTER_429 = 0.9
 # The rate an answer implies is a little high when our clock runs ahead of
 # Auth0's or the answer took a while to arrive: use a little less.
 _RATE_MARGIN = 0.95
@@ -45,25 +46,35 @@ class Bucket:
     """What the answers say about one of Auth0's token buckets."""
 
     limit: int
-    tokens: float  # requests left at `seen` (an estimate between answers)
-    seen: float  # epoch seconds of that estimate
-    rate: Optional[float] = None  # refill, requests per second; None until an answer shows it
-    full_at: Optional[float] = None  # X-RateLimit-Reset of the last answer
+    tokens: float  # requests left at `seen`, as the last answer said
+    seen: float  # epoch seconds of that answer
+    spent: int = 0  # calls sent since that answer
+    rate: Optional[float] = None  # refill, requests per second, if Reset means "full"; None until known
+    reset: Optional[float] = None  # X-RateLimit-Reset of the last answer
+    reset_means_full: bool = True  # until a 429 shows otherwise
 
     def tokens_at(self, now: float) -> float:
+        """What the pacer counts on: the refill only while its rate is trusted."""
+        if self.reset_means_full:
+            return self.most_at(now)
+        return self.tokens - self.spent  # never early
+
+    def most_at(self, now: float) -> float:
+        """As many as there could be: the rate implied by reading Reset as
+        "full" is, when it means "next", an overestimate."""
         if self.rate is None:
-            return self.tokens
-        return min(float(self.limit), self.tokens + self.rate * max(0.0, now - self.seen))
+            return (self.tokens if self.reset_means_full else float(self.limit)) - self.spent
+        return min(float(self.limit), self.tokens + self.rate * max(0.0, now - self.seen)) - self.spent
 
     def wait(self, now: float) -> float:
         """Seconds until one request's worth of tokens is there."""
         missing = 1.0 - self.tokens_at(now)
         if missing <= 0:
             return 0.0
-        if self.rate:
+        if self.rate and self.reset_means_full:
             return missing / self.rate
-        if self.full_at is not None:
-            return min(_UNKNOWN_RATE_WAIT, max(0.0, self.full_at - now))
+        if self.reset is not None:
+            return min(_UNKNOWN_RATE_WAIT, max(0.0, self.reset - now))
         return 1.0
 
 
@@ -113,8 +124,7 @@ class Pacer:
         self._last_call[kind] = self._calls
         bucket = self._bucket_of.get(kind)
         if bucket is not None:
-            now = self._clock()
-            bucket.tokens, bucket.seen = bucket.tokens_at(now) - 1.0, now
+            bucket.spent += 1
 
     def shares(self, kind: str, other: str) -> bool:
         """True when both kinds draw on one bucket, as far as the answers tell."""
@@ -131,14 +141,12 @@ class Pacer:
         self._last_answer[kind] = self._calls
         if bucket is None or bucket.limit != limits.limit:
             bucket = self._own_bucket(kind, limits, now)
-        else:
-            expected = bucket.tokens_at(now)
-            if limits.remaining > expected + _SLACK and self._is_shared(bucket):
-                # More left than a bucket shared with our other calls could hold.
-                bucket = self._own_bucket(kind, limits, now)
-            elif drawing and (throttled or limits.remaining < expected - _SLACK):
-                # Fewer left than this kind's own calls explain, while others drew.
-                bucket = self._share(kind, drawing)
+        elif limits.remaining > bucket.most_at(now) + _SLACK and self._is_shared(bucket):
+            # More left than a bucket shared with our other calls could hold.
+            bucket = self._own_bucket(kind, limits, now)
+        elif drawing and (throttled or limits.remaining < bucket.tokens - bucket.spent - _SLACK):
+            # Fewer left than this kind's own calls explain (refill aside), while others drew.
+            bucket = self._share(kind, drawing)
         self._update(bucket, limits, now, throttled)
 
     # -- internals ---------------------------------------------------------------
@@ -160,32 +168,36 @@ class Pacer:
             old = self._bucket_of[other]
             if old.rate and (bucket.rate is None or old.rate < bucket.rate):
                 bucket.rate = old.rate  # the shared bucket refills no faster than either estimate said
+            bucket.reset_means_full = bucket.reset_means_full and old.reset_means_full
             for name, value in list(self._bucket_of.items()):
                 if value is old:
                     self._bucket_of[name] = bucket
         return bucket
 
     def _own_bucket(self, kind: str, limits: Limits, now: float) -> Bucket:
+        old = self._bucket_of.get(kind)
         bucket = Bucket(limits.limit, float(limits.remaining), now)
+        bucket.reset_means_full = (
+            old.reset_means_full if old else all(other.reset_means_full for other in self._bucket_of.values())
+        )
         self._bucket_of[kind] = bucket
         return bucket
 
     @staticmethod
     def _update(bucket: Bucket, limits: Limits, now: float, throttled: bool) -> None:
-        bucket.tokens, bucket.seen = float(limits.remaining), now
-        bucket.full_at = limits.reset
-        missing = limits.limit - limits.remaining
-        if limits.reset is None or missing <= 0:
-            return
-        implied = _RATE_MARGIN * missing / max(limits.reset - now, 1e-3)
+        bucket.tokens, bucket.seen, bucket.spent = float(limits.remaining), now, 0
+        bucket.reset = limits.reset
         if throttled:
             # We only send when the estimate says a token is there: a 429
-            # means it was too hopeful. Trust it less.
-            if bucket.rate and bucket.rate > implied * _AFTER_429:
-                bucket.rate = implied * _AFTER_429
-        elif limits.remaining > 0 and (bucket.rate is None or implied > bucket.rate):
-            # Reset is a whole second, rounded up: the rate an answer implies
-            # is hardly ever above the real one, and the largest is the most
-            # precise. Answers with nothing left are not used: some services
-            # send the next token's time there, not the full bucket's.
+            # means Reset does not mean "full" here (or someone else drains
+            # the bucket). From now on, wait for Reset itself.
+            bucket.reset_means_full = False
+            return
+        missing = limits.limit - limits.remaining
+        if limits.reset is None or missing <= 0 or limits.remaining <= 0:
+            return
+        # Reset is a whole second, rounded up: the rate an answer implies is
+        # hardly ever above the real one, and the largest is the most precise.
+        implied = _RATE_MARGIN * missing / max(limits.reset - now, 1e-3)
+        if bucket.rate is None or implied > bucket.rate:
             bucket.rate = implied

@@ -7,9 +7,6 @@ and start_from / retention restarts that trust date order. Every expected
 value here is written down from SPEC.md, the fixture
 (tests/fixtures/seed_tenant.json) or the logs the test itself builds, never
 taken from what the fake received.
-
-Tests marked ``xfail(strict=True, reason="lead: ...")`` hold a promise
-today's add-on breaks; the marker goes when the product is fixed.
 """
 
 from __future__ import annotations
@@ -232,23 +229,12 @@ def test_an_application_granted_the_other_listed_scopes_collects_and_flags(bed):
         assert bed.tenant.user(user_id).get("app_metadata") == metadata, user_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead: validation demands read:logs and read:logs_users and update:users_app_metadata, "
-    "where Auth0 grants each call with any one scope its reference lists (SPEC §3, issue 7)",
-)
 def test_validation_accepts_the_other_listed_scopes(bed):
     done = bed.validate(client_id=ALT_SCOPES_CLIENT_ID, client_secret=ALT_SCOPES_CLIENT_SECRET)
     assert done.returncode == 0, done.stdout.decode()
 
 
 # ---- start_from and retention with dates out of log_id order --------------------
-
-SKEW_REASON = (
-    "lead: the start is found by date (search mode, sort=date:1) and then read on by log_id, "
-    "so with dates out of log_id order logs dated before the start are delivered and logs dated "
-    "after it with a smaller log_id are missed"
-)
 
 
 def skewed_tenant(tenant, pivot, count=250, place=120):
@@ -290,7 +276,6 @@ def test_skewed_tenant_really_is_out_of_order_around_the_pivot(empty_bed):
     assert later_ids_before_pivot and earlier_ids_after_pivot
 
 
-@pytest.mark.xfail(strict=True, reason=SKEW_REASON)
 def test_start_from_a_date_delivers_exactly_the_logs_dated_since(empty_bed):
     pivot = an_hour_ago()
     made = skewed_tenant(empty_bed.tenant, pivot)
@@ -300,7 +285,6 @@ def test_start_from_a_date_delivers_exactly_the_logs_dated_since(empty_bed):
     assert result.log_ids == expected  # every one dated >= start_from, none before, in log_id order
 
 
-@pytest.mark.xfail(strict=True, reason=SKEW_REASON)
 def test_start_from_now_delivers_exactly_the_logs_dated_after_the_first_run(empty_bed):
     tenant = empty_bed.tenant
     for hours in (5, 4, 3):
@@ -321,11 +305,6 @@ def test_start_from_now_delivers_exactly_the_logs_dated_after_the_first_run(empt
     assert second.log_ids == [a, c, d]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead: start_from = oldest starts at the oldest log by date; a log with a smaller log_id "
-    "dated after it is never delivered",
-)
 def test_start_from_oldest_delivers_every_retained_log_when_the_first_dates_are_out_of_order(empty_bed):
     tenant = empty_bed.tenant
     now = time.time()
@@ -337,11 +316,6 @@ def test_start_from_oldest_delivers_every_retained_log_when_the_first_dates_are_
     assert result.log_ids == [first, earlier, *rest]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead: after a retention gap the add-on restarts at the oldest retained log by date; "
-    "retained logs with a smaller log_id but a later date are never delivered",
-)
 def test_after_a_retention_gap_every_retained_log_is_delivered_once_in_log_id_order(empty_bed):
     tenant = empty_bed.tenant
     tenant.log_token_exchanges = False  # else the run's own token log (dated now) would be its checkpoint

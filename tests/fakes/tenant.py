@@ -432,6 +432,12 @@ class FakeTenant:
         return f"https://{self.domain}"
 
     @property
+    def audiences(self) -> Tuple[str, ...]:
+        """The Management API audience under each name this tenant answers to
+        (its certificate covers 127.0.0.1 and localhost, like a tenant domain)."""
+        return (self.audience, f"https://localhost:{self.port}/api/v2/")
+
+    @property
     def audience(self) -> str:
         return f"https://{self.domain}/api/v2/"
 
@@ -1048,7 +1054,7 @@ class FakeTenant:
                     "access_denied",
                     "No audience parameter was provided, and no default audience has been configured",
                 )
-            if audience != self.audience:
+            if audience not in self.audiences:
                 return deny(403, "access_denied", f"Service not enabled within domain: {audience}")
             if not client["api_grant"]:
                 return deny(
