@@ -54,17 +54,17 @@ class Bucket:
     reset_means_full: bool = True  # until a 429 shows otherwise
 
     def tokens_at(self, now: float) -> float:
-        """What the pacer counts on: the refill only while its rate is trusted."""
-        if self.reset_means_full:
-            return self.most_at(now)
+        """What the pacer counts on: the refill only while its rate is trusted
+        (read from Reset as "full", it is never above the real one)."""
+        if self.reset_means_full and self.rate:
+            return min(float(self.limit), self.tokens + self.rate * max(0.0, now - self.seen)) - self.spent
         return self.tokens - self.spent  # never early
 
     def most_at(self, now: float) -> float:
-        """As many as there could be: the rate implied by reading Reset as
-        "full" is, when it means "next", an overestimate."""
-        if self.rate is None:
-            return (self.tokens if self.reset_means_full else float(self.limit)) - self.spent
-        return min(float(self.limit), self.tokens + self.rate * max(0.0, now - self.seen)) - self.spent
+        """As many as there could be, to tell buckets apart: no Auth0 bucket
+        refills faster than a whole burst a second (nor than estimated)."""
+        fastest = max(self.rate or 0.0, float(self.limit))
+        return min(float(self.limit), self.tokens + fastest * max(0.0, now - self.seen)) - self.spent
 
     def wait(self, now: float) -> float:
         """Seconds until one request's worth of tokens is there."""
@@ -145,8 +145,11 @@ class Pacer:
             # More left than a bucket shared with our other calls could hold.
             bucket = self._own_bucket(kind, limits, now)
         elif drawing and (throttled or limits.remaining < bucket.tokens - bucket.spent - _SLACK):
-            # Fewer left than this kind's own calls explain (refill aside), while others drew.
+            # Fewer left than this kind's own calls explain (refill aside), while
+            # others drew: they share the bucket. Newly found, that explains a 429.
+            newly = [other for other in drawing if self._bucket_of[other] is not bucket]
             bucket = self._share(kind, drawing)
+            throttled = throttled and not newly
         self._update(bucket, limits, now, throttled)
 
     # -- internals ---------------------------------------------------------------
@@ -184,13 +187,13 @@ class Pacer:
         return bucket
 
     @staticmethod
-    def _update(bucket: Bucket, limits: Limits, now: float, throttled: bool) -> None:
+    def _update(bucket: Bucket, limits: Limits, now: float, unexplained_429: bool) -> None:
         bucket.tokens, bucket.seen, bucket.spent = float(limits.remaining), now, 0
         bucket.reset = limits.reset
-        if throttled:
-            # We only send when the estimate says a token is there: a 429
-            # means Reset does not mean "full" here (or someone else drains
-            # the bucket). From now on, wait for Reset itself.
+        if unexplained_429:
+            # We only send when the estimate says a token is there: a 429 no
+            # sharing explains means Reset does not mean "full" here (or
+            # another client drains the bucket). From now on, wait for Reset.
             bucket.reset_means_full = False
             return
         missing = limits.limit - limits.remaining

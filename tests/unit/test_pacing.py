@@ -182,3 +182,23 @@ def test_no_headers_no_waiting():
     pacer.observe("logs", None)
     pacer.spend("logs")
     assert pacer.wait("logs") == 0.0
+
+
+@pytest.mark.parametrize("reset, most_429s", [("full", 1), ("next", 2)])
+def test_writes_fitted_into_a_shared_bucket_do_not_earn_a_429_each_refill(reset, most_429s):
+    # The collector's pattern on a free tenant: a log page, then the flag
+    # writes that can go at once. One bucket serves both.
+    tenant = Tenant({"logs": ("all", 10, 10.0), "users_write": ("all", 10, 10.0)}, reset)
+    calls = 0
+    for _ in range(30):
+        tenant.call("logs")
+        calls += 1
+        for _ in range(9):
+            if tenant.pacer.wait("users_write") <= 0:
+                tenant.call("users_write")
+                calls += 1
+    assert tenant.pacer.shares("logs", "users_write")
+    # One 429 shows the bucket is shared; where Reset means the next request,
+    # one more shows that.
+    assert tenant.refused <= most_429s
+    assert tenant.elapsed <= (calls - 10) / 10.0 * 1.2
