@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from splunklib.modularinput import Event
 
@@ -32,7 +32,7 @@ from .auth0_api import (
     UserNotFound,
 )
 from .config import START_NOW, START_OLDEST, InputConfig
-from .state import Checkpoint, StateStore
+from .state import Checkpoint, StateBackend
 
 log = logging.getLogger("ta_auth0")
 
@@ -67,8 +67,19 @@ class Collector:
     """Runs one input once. `writer` is splunklib's EventWriter."""
 
     def __init__(
-        self, config: InputConfig, state: StateStore, api: Auth0Client, writer, stanza: str, deadline: float
+        self,
+        config: InputConfig,
+        state: StateBackend,
+        api: Auth0Client,
+        writer,
+        stanza: str,
+        deadline: float,
+        heartbeat: Optional[Callable[[], None]] = None,
+        ran_before: bool = False,
     ) -> None:
+        """`heartbeat` runs before each page (the KV store lease's renewal: it
+        raises to stop the run); `ran_before`: the input has run before (its
+        secret is masked), so finding no state means the state was lost."""
         self.config = config
         self.state = state
         self.api = api
@@ -77,6 +88,8 @@ class Collector:
         self.deadline = deadline
         self.stats = RunStats()
         self._flags_paused = False
+        self.heartbeat = heartbeat
+        self.ran_before = ran_before
 
     def run(self) -> RunStats:
         self._write_pending_flags(wait=False)  # leftovers of earlier runs first
@@ -89,6 +102,17 @@ class Collector:
     # -- reading ---------------------------------------------------------------
     def _pages(self) -> Iterator[list[dict]]:
         checkpoint = self.state.checkpoint()
+        if checkpoint is None and self.state.start_date() is None:
+            # The first run records when it began (before any call that may
+            # fail); a later run that finds neither that nor a checkpoint has
+            # lost its state.
+            if self.ran_before:
+                checkpoint = self._start_after_lost_state()
+                if checkpoint is None:
+                    self.stats.caught_up = True
+                    return
+            else:
+                self.state.set_start_date(_iso(datetime.now(timezone.utc)))
         if checkpoint is None:
             first = self._first_log()
             if first is None:
@@ -121,21 +145,45 @@ class Collector:
 
     def _first_log(self) -> Optional[dict]:
         """Where a brand-new input starts (start_from): the oldest retained log,
-        or the first log since a date. `now` is the input's first run, kept in
-        state so that later runs before any log arrives agree on it."""
+        or the first log since a date. `now` is the input's first run (the
+        start date in state), so that later runs before any log arrives agree on it."""
         start = self.config.start_from
         if start == START_OLDEST:
             since = None
         elif start == START_NOW:
             since = self.state.start_date()
-            if since is None:
-                since = _iso(datetime.now(timezone.utc))
-                self.state.set_start_date(since)
         else:
             since = _iso(start)
         first = self.api.first_log(since)
         log.info("new input: starting at %s (start_from=%s)", _describe(first), since or START_OLDEST)
         return first
+
+    def _start_after_lost_state(self) -> Optional[Checkpoint]:
+        """SPEC §7: an input that ran before finds no state (wiped, or moved to
+        another search head without the KV store). Reading from start_from
+        again would re-send up to 30 days and give users a second Signup, so
+        it starts after the newest log and says what may be missing."""
+        newest = self.api.first_log(newest=True)
+        if newest is None or not newest.get("log_id"):
+            log.error("this input has run before but its state is gone, and the tenant has no log: starting afresh")
+            return None
+        checkpoint = Checkpoint(str(newest["log_id"]), newest.get("date"))
+        self.state.commit_page(checkpoint)
+        self.stats.last_log_id = checkpoint.log_id
+        log.error(
+            "this input has run before but found no state (checkpoint file wiped, or the input moved to another "
+            "search head; on a search head cluster or Splunk Cloud use state_store = kvstore): to send nothing "
+            "twice it goes on after the newest log, log_id %s of %s. Logs from the newest event of this input "
+            "in Splunk up to %s may be missing: find where they stop with `sourcetype=auth0_activity host=%s "
+            "| stats max(_time)`; Auth0 keeps them for its retention (1-30 days), and a second input with "
+            "start_from = that time and update_metadata = false, disabled once it reaches %s, fills the gap",
+            checkpoint.log_id,
+            checkpoint.date,
+            checkpoint.date,
+            self.config.domain,
+            checkpoint.date,
+        )
+        return checkpoint
 
     def _restart_after_gap(self, checkpoint: Checkpoint, error: CheckpointExpired) -> list[dict]:
         """Auth0 answered 400 to `from=<checkpoint>`. If its oldest retained log
@@ -165,6 +213,8 @@ class Collector:
 
     # -- one page ------------------------------------------------------------------
     def _process(self, page: list[dict]) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
         entries = [entry for entry in page if activity.is_activity(entry)]
         page_users = {activity.user_id(entry) for entry in entries} - {None}
         known_before = self.state.known_users(page_users) if page_users else set()

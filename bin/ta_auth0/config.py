@@ -19,6 +19,8 @@ MASK = "********"
 START_OLDEST = "oldest"
 START_NOW = "now"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+STATE_AUTO, STATE_LOCAL, STATE_KVSTORE = "auto", "local", "kvstore"
+STATE_STORES = (STATE_AUTO, STATE_LOCAL, STATE_KVSTORE)
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
@@ -53,6 +55,7 @@ class InputConfig:
     proxy_url: Optional[str] = field(default=None, repr=False)
     log_level: str = "INFO"
     index: Optional[str] = None
+    state_store: str = STATE_AUTO  # where the state lives: stores.open_state
 
     @property
     def secret_is_masked(self) -> bool:
@@ -114,6 +117,7 @@ def parse_config(stanza: str, params: Mapping[str, object]) -> InputConfig:
         metadata_flag=check(parse_flag_name, "metadata_flag", "signedUp"),
         proxy_url=check(parse_proxy_url, "proxy_url"),
         log_level=check(parse_log_level, "log_level", "INFO"),
+        state_store=check(parse_state_store, "state_store", STATE_AUTO),
         # "default" names no index: leave it to splunkd's routing for the input.
         index=None if text("index") in ("", "default") else text("index"),
     )
@@ -184,6 +188,13 @@ def parse_log_level(value: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
     return level
+
+
+def parse_state_store(value: str) -> str:
+    lowered = value.lower()
+    if lowered not in STATE_STORES:
+        raise ValueError(f"state_store must be one of {', '.join(STATE_STORES)}, got {value!r}")
+    return lowered
 
 
 def parse_proxy_url(value: str) -> str:

@@ -21,8 +21,10 @@ from .auth0_api import MAX_RETRIES, Auth0ApiError, Auth0Client, MemoryTokenCache
 from .collector import RUN_BUDGET_SECONDS, Collector, RunStats
 from .config import MASK, ConfigError, InputConfig, input_name, parse_config, proxy_password
 from .credentials import CredentialError, CredentialStore, resolve_secrets
+from .lease import LeaseHeld
 from .runlog import RunLog
-from .state import StateError, StateStore
+from .state import StateBackend, StateError
+from .stores import cached_token, open_state
 
 # A run that falls this far behind (with more logs still waiting) is warned
 # about: Auth0 keeps logs 1 day (free plan) to 30 days, then they are gone.
@@ -66,6 +68,13 @@ _ARGUMENTS = (
         False,
     ),
     ("log_level", "Log level", "DEBUG, INFO, WARNING or ERROR for ta_auth0.log. Default: INFO.", False),
+    (
+        "state_store",
+        "State store",
+        "Where the input keeps its checkpoint: auto (the KV store on a search head cluster member or Splunk "
+        "Cloud, else local), local (a file in the checkpoint directory) or kvstore. Default: auto.",
+        False,
+    ),
 )
 
 
@@ -114,11 +123,15 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
         config = parse_config(stanza, params)
         runlog.set_level(config.log_level)
         runlog.set_domain(config.domain)
+        ran_before = config.secret_is_masked  # masked by an earlier run (or edit): it has run before
         config, masked = _with_secrets(config, metadata, log)
         runlog.hide([config.client_secret, proxy_password(config.proxy_url)])
-        with StateStore.open(metadata.get("checkpoint_dir") or ".", config.name, config.domain) as state:
-            api = _client(config, started + RUN_BUDGET_SECONDS, token_cache=state)
-            collector = Collector(config, state, api, writer, stanza, started + RUN_BUDGET_SECONDS)
+        with open_state(config, metadata, log) as opened:
+            state = opened.state
+            api = _client(config, started + RUN_BUDGET_SECONDS, token_cache=opened.token_cache)
+            collector = Collector(
+                config, state, api, writer, stanza, started + RUN_BUDGET_SECONDS, opened.heartbeat, ran_before
+            )
             try:
                 stats = collector.run()
                 status = "ok"
@@ -133,6 +146,10 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Mapping[str, 
                 stats.flag_writes_pending = state.pending_count()
                 api.close()
         _mask_stanza(config.name, masked, metadata, log)
+    except LeaseHeld as exc:  # another search head collects: one INFO line, nothing written
+        log.info("%s", exc)
+        runlog.close()
+        return True
     except ConfigError as exc:
         log.error("input %s is misconfigured, nothing collected: %s", input_name(stanza), exc)
     except CredentialError as exc:
@@ -195,14 +212,19 @@ def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Opt
     try:
         config = parse_config(name, params)
         typed = not (config.secret_is_masked or MASK in (config.proxy_url or ""))
+        cached = None
         if not typed:
             # A later edit: the form shows the mask, the store has the secret.
             config, _ = resolve_secrets(config, _store(metadata), move=False)
             secrets += [config.client_secret, proxy_password(config.proxy_url)]
-        api = _client(config, time.monotonic() + VALIDATION_BUDGET_SECONDS, retries=0)
+            # With the runs' token still valid, Auth0 already accepted these
+            # credentials: check its scopes, spend no token (SPEC §7) nor call.
+            cached = cached_token(config, metadata)
+        api = _client(config, time.monotonic() + VALIDATION_BUDGET_SECONDS, token_cache=cached, retries=0)
         try:
             _check_scopes(config, api.granted_scopes())
-            api.first_log(newest=True)
+            if cached is None:
+                api.first_log(newest=True)
         finally:
             api.close()
         if typed:
@@ -237,7 +259,7 @@ def _redact(text: str, secrets) -> str:
     return text
 
 
-def state_checkpoint(state: StateStore) -> Optional[str]:
+def state_checkpoint(state: StateBackend) -> Optional[str]:
     checkpoint = state.checkpoint()
     return checkpoint.log_id if checkpoint else None
 

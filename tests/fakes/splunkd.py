@@ -252,6 +252,15 @@ class FakeSplunkd:
 
     # ---- set-up and inspection for tests -------------------------------------
 
+    @property
+    def validator(self) -> Callable[[str, dict[str, str]], str | None] | None:
+        return self._validator
+
+    @validator.setter
+    def validator(self, validator: Callable[[str, dict[str, str]], str | None] | None) -> None:
+        """External validation of input creates and edits (see __init__)."""
+        self._validator = validator
+
     def add_input(self, name: str, **params: object) -> None:
         """Define the stanza ``auth0_activity://name`` (values kept as str)."""
         with self._lock:
@@ -314,7 +323,8 @@ class FakeSplunkd:
             accelerated = {
                 k[len("accelerated_fields.") :]: v for k, v in items.items() if k.startswith("accelerated_fields.")
             }
-            self.add_collection(name, app, fields, accelerated)
+            if (app, name) not in self._collections:  # declared already: keep its documents
+                self.add_collection(name, app, fields, accelerated)
         return parser.sections()
 
     def kv_documents(self, collection: str, app: str = APP) -> list[dict[str, Any]]:
