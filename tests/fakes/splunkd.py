@@ -283,6 +283,11 @@ class FakeSplunkd:
             cred = _Credential(realm, username, password, app, self.user, "app")
             self._credentials.append(cred)
 
+    def remove_password(self, username: str, realm: str = "") -> None:
+        """Delete a credential behind the add-on's back (an admin, a reinstall)."""
+        with self._lock:
+            self._credentials = [c for c in self._credentials if (c.realm, c.username) != (realm, username)]
+
     @property
     def passwords(self) -> dict[tuple[str, str], str]:
         """TA-auth0's app-shared credentials: {(realm, username): clear}."""
