@@ -276,15 +276,14 @@ class KVStateStore:
 
     def pending_count(self) -> int:
         self._flush_done()
-        count, skip = 0, 0
-        while True:  # a query answers at most MAX_ROWS_PER_QUERY rows
+        count = 0
+        while True:  # a query answers at most max_rows_per_query rows (50 000 unless an admin changed it)
             rows = self.kv[FLAGS].query(
-                query=self._pending_query(), fields="_key", sort="_key", skip=skip, limit=MAX_ROWS_PER_QUERY
+                query=self._pending_query(), fields="_key", sort="_key", skip=count, limit=MAX_ROWS_PER_QUERY
             )
-            count += len(rows)
-            if len(rows) < MAX_ROWS_PER_QUERY:
+            if not rows:
                 return count
-            skip += len(rows)
+            count += len(rows)
 
     def flag_done(self, user_id: str) -> None:
         # Deleted in batches: a flag written again after a crash is harmless
