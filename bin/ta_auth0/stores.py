@@ -59,14 +59,11 @@ def splunk_service(metadata: Mapping[str, Optional[str]]):
     )
 
 
-def server_info(service) -> Mapping[str, object]:
+def server_info(service, why: str) -> Mapping[str, object]:
     try:
         return service.info
     except (binding.HTTPError, OSError) as exc:
-        raise StateError(
-            f"cannot read splunkd's server/info to choose where the state lives (state_store = auto): "
-            f"{describe_http_error(exc)}; set state_store = local or kvstore to choose yourself"
-        ) from None
+        raise StateError(f"cannot read splunkd's server/info {why}: {describe_http_error(exc)}") from None
 
 
 def wants_kvstore(info: Mapping[str, object]) -> bool:
@@ -86,7 +83,9 @@ def open_state(
     backend, service, info = config.state_store, None, None
     if backend == STATE_AUTO:
         service = splunk_service(metadata)
-        info = server_info(service)
+        info = server_info(
+            service, "to choose where the state lives (state_store = auto; set local or kvstore to choose yourself)"
+        )
         backend = STATE_KVSTORE if wants_kvstore(info) else STATE_LOCAL
     if backend == STATE_LOCAL:
         with StateStore.open(checkpoint_dir, config.name, config.domain) as local:
@@ -100,7 +99,7 @@ def open_state(
         return
 
     service = service or splunk_service(metadata)
-    info = info or server_info(service)
+    info = info or server_info(service, "to check that the KV store is ready")
     status = info.get("kvStoreStatus")
     if status is not None and status != "ready":
         raise KVStoreError(

@@ -200,3 +200,34 @@ def test_a_released_lease_is_free_at_once_and_a_members_own_dead_run_is_taken_ov
 def test_inserting_a_taken_generation_loses(kv):
     assert kv[LEASES].insert_new({"_key": "s1.000000000001", "state": "s1", "generation": 1}) is True
     assert kv[LEASES].insert_new({"_key": "s1.000000000001", "state": "s1", "generation": 1}) is False
+
+
+# -- choosing the backend ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "info, kvstore",
+    [
+        ({"server_roles": ["indexer", "license_master", "kv_store"]}, False),  # standalone
+        ({"server_roles": ["search_head", "shc_member", "kv_store"]}, True),  # a cluster member
+        ({"server_roles": ["shc_captain", "shc_member"]}, True),
+        ({"server_roles": ["search_head"], "instance_type": "cloud"}, True),  # Splunk Cloud
+        ({"server_roles": "shc_member"}, True),  # a single role may come as text
+        ({}, False),
+    ],
+)
+def test_auto_chooses_the_kv_store_on_cluster_members_and_splunk_cloud(info, kvstore):
+    from ta_auth0.stores import wants_kvstore
+
+    assert wants_kvstore(info) is kvstore
+
+
+def test_state_store_parameter():
+    from ta_auth0.config import ConfigError, parse_config
+
+    base = {"domain": "example.us.auth0.com", "client_id": "cid", "client_secret": "s"}
+    assert parse_config("auth0_activity://a", base).state_store == "auto"
+    assert parse_config("auth0_activity://a", dict(base, state_store="KVStore")).state_store == "kvstore"
+    with pytest.raises(ConfigError) as caught:
+        parse_config("auth0_activity://a", dict(base, state_store="mongo"))
+    assert "state_store must be one of auto, local, kvstore" in str(caught.value)
