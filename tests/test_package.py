@@ -37,6 +37,7 @@ SPEC_ARGS = {
     "metadata_flag",
     "proxy_url",
     "log_level",
+    "state_store",
 }
 REQUIRED_ARGS = {"domain", "client_id", "client_secret"}
 
@@ -46,6 +47,7 @@ REQUIRED_FILES = [
     "bin/ta_auth0/modinput.py",
     "default/app.conf",
     "default/inputs.conf",
+    "default/collections.conf",
     "README/inputs.conf.spec",
     "metadata/default.meta",
     "lib/splunklib/__init__.py",

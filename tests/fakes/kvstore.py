@@ -122,8 +122,11 @@ class Collection:
 
     def find(self, spec: dict[str, Any], limits: KVLimits) -> list[dict[str, Any]]:
         """One query: {query, sort, skip, limit, fields}, as GET's parameters."""
-        match = compile_query(spec.get("query") or {})
-        rows = [d for d in self.docs.values() if match(d)]
+        query = spec.get("query") or {}
+        match = compile_query(query)
+        keys = _required_keys(query)  # as MongoDB's _key index would: no scan for a lookup by key
+        candidates = self.docs.values() if keys is None else [self.docs[k] for k in keys if k in self.docs]
+        rows = [d for d in candidates if match(d)]
         for key, reverse in reversed(_sort_keys(spec.get("sort"))):
             rows.sort(key=lambda d, k=key: _sortable(d.get(k)), reverse=reverse)
         skip, limit = _count(spec.get("skip"), "skip"), _count(spec.get("limit"), "limit")
@@ -131,6 +134,26 @@ class Collection:
         cap = limits.max_rows_per_query
         rows = rows[: min(limit, cap) if limit else cap]
         return [_project(copy.deepcopy(d), spec.get("fields")) for d in rows]
+
+
+def _required_keys(query: Any) -> list[str] | None:
+    """The _keys a query restricts itself to (equality, an $or of them, or an
+    $and holding one), or None when it can match any document."""
+    if not isinstance(query, dict):
+        return None
+    if isinstance(query.get("_key"), str):
+        return [query["_key"]]
+    for name, sub in query.items():
+        if name == "$or" and isinstance(sub, list):
+            parts = [_required_keys(q) for q in sub]
+            if parts and all(p is not None for p in parts):
+                return list(dict.fromkeys(k for p in parts for k in p))
+        if name == "$and" and isinstance(sub, list):
+            for q in sub:
+                keys = _required_keys(q)
+                if keys is not None:
+                    return keys
+    return None
 
 
 def _document(doc: Any) -> dict[str, Any]:
