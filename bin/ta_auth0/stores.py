@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Optional
 from urllib.parse import urlsplit
 
-from splunklib import binding, client
+from splunklib import binding
 
-from . import APP_NAME
+from . import splunkrest
 from .auth0_api import TOKEN_RENEW_MARGIN, MemoryTokenCache, TokenCache
 from .config import STATE_AUTO, STATE_KVSTORE, STATE_LOCAL, InputConfig
 from .kvstate import LEASES, KVStateStore, KVStoreError, collections, describe_http_error
 from .lease import Lease
+from .splunkrest import KeepAliveHandler
 from .state import StateBackend, StateError, StateStore, state_id, state_path
 
 
@@ -44,19 +45,11 @@ class OpenedState:
     heartbeat: Optional[Callable[[], None]] = None
 
 
-def splunk_service(metadata: Mapping[str, Optional[str]]):
+def splunk_service(metadata: Mapping[str, Optional[str]], handler: Optional[KeepAliveHandler] = None):
     """splunklib's Service in the app's namespace, with splunkd's session key."""
-    parts = urlsplit(metadata.get("server_uri") or "")
-    if not parts.hostname or not metadata.get("session_key"):
+    if not urlsplit(metadata.get("server_uri") or "").hostname or not metadata.get("session_key"):
         raise StateError("splunkd did not pass server_uri and session_key: cannot reach the KV store or server/info")
-    return client.Service(
-        scheme=parts.scheme or "https",
-        host=parts.hostname,
-        port=parts.port or 8089,
-        token=metadata.get("session_key"),
-        owner="nobody",
-        app=APP_NAME,
-    )
+    return splunkrest.service(metadata.get("server_uri") or "", metadata.get("session_key") or "", handler)
 
 
 def server_info(service, why: str) -> Mapping[str, object]:
@@ -80,14 +73,25 @@ def open_state(
     """The input's state for one run. Raises StateError (the run fails) or
     lease.LeaseHeld (another member collects: this run steps aside)."""
     checkpoint_dir = metadata.get("checkpoint_dir") or "."
+    handler = KeepAliveHandler()  # one connection to splunkd for the run's KV store calls
+    try:
+        with _opened(config, metadata, log, checkpoint_dir, handler) as opened:
+            yield opened
+    finally:
+        handler.close()
+
+
+@contextlib.contextmanager
+def _opened(config, metadata, log, checkpoint_dir: str, handler: KeepAliveHandler) -> Iterator[OpenedState]:
     backend, service, info = config.state_store, None, None
     if backend == STATE_AUTO:
-        service = splunk_service(metadata)
+        service = splunk_service(metadata, handler)
         info = server_info(
             service, "to choose where the state lives (state_store = auto; set local or kvstore to choose yourself)"
         )
         backend = STATE_KVSTORE if wants_kvstore(info) else STATE_LOCAL
     if backend == STATE_LOCAL:
+        handler.close()  # no more splunkd calls from here
         with StateStore.open(checkpoint_dir, config.name, config.domain) as local:
             migrated = local.migrated_at()
             if migrated:
@@ -98,7 +102,7 @@ def open_state(
             yield OpenedState(local, local, STATE_LOCAL)
         return
 
-    service = service or splunk_service(metadata)
+    service = service or splunk_service(metadata, handler)
     info = info or server_info(service, "to check that the KV store is ready")
     status = info.get("kvStoreStatus")
     if status is not None and status != "ready":

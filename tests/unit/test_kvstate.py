@@ -231,3 +231,17 @@ def test_state_store_parameter():
     with pytest.raises(ConfigError) as caught:
         parse_config("auth0_activity://a", dict(base, state_store="mongo"))
     assert "state_store must be one of auto, local, kvstore" in str(caught.value)
+
+
+def test_the_run_talks_to_splunkd_over_one_kept_alive_connection(splunkd):
+    from ta_auth0.splunkrest import KeepAliveHandler, service
+
+    handler = KeepAliveHandler()
+    kv = collections(service(splunkd.server_uri, SESSION_KEY, handler))
+    store = open_store(kv)
+    for page in range(5):
+        store.commit_page(Checkpoint(f"{page:04}"), [f"ü{page}-名"], [f"ü{page}-名"])  # UTF-8 all the way
+    assert open_store(kv).known_users(["ü3-名"]) == {"ü3-名"}
+    assert handler.connections == 1
+    assert len(splunkd.requests) > 15
+    handler.close()
