@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import socket
 import ssl
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -80,6 +81,9 @@ class KeepAliveHandler:
                 self._connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
             self._origin = origin
             self.connections += 1
+            self._connection.connect()
+            # Small requests, one after the other: never held back by Nagle.
+            self._connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connection.request(method, path, body, headers)
         return self._connection.getresponse()
 
