@@ -1,8 +1,8 @@
 """`make bench-state`: what the state backend costs, local file beside KV store.
 
-One local tenant with N synthetic logs (tests.fakes.seed.generate_activity)
-and one fake splunkd; two inputs read the same logs, one with
-`state_store = local`, one with `state_store = kvstore`, run the way splunkd
+A local tenant with N synthetic logs (tests.fakes.seed.generate_activity)
+and a fake splunkd, once per backend (the same logs each time); an input
+with `state_store = local`, then one with `state_store = kvstore`, run the way splunkd
 runs them until each has caught up. Printed per backend: runs, wall time,
 CPU of the add-on process (user + system), peak RSS, splunkd requests
 (KV store and the rest), and the same per 100 000 logs. The fake splunkd
@@ -45,19 +45,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     python = os.path.abspath(args.addon_python)
 
+    print(f"tenant: {args.logs} logs, {args.users} users; update_metadata={args.update_metadata}")
+    print(f"add-on: {python}")
+    print("backend  runs  logs_read  events  wall_s  cpu_s  peak_rss_MB  kv_requests  other_splunkd  cpu_s/100k")
     with tempfile.TemporaryDirectory(prefix="ta-auth0-bench-state-") as root:
         ca = make_test_ca(os.path.join(root, "ca"))
-        with FakeTenant(ca=ca, log_token_exchanges=False) as tenant, FakeSplunkd(ca.server_ssl_context()) as splunkd:
-            add_test_clients(tenant)
-            splunkd.load_collections_conf(os.path.join(addon.APP_DIR, "default", "collections.conf"))
-            generate_activity(tenant, args.logs, users=args.users)
-            print(f"tenant: {args.logs} logs, {args.users} users; update_metadata={args.update_metadata}")
-            print(f"add-on: {python}")
-            print(
-                "backend  runs  logs_read  events  wall_s  cpu_s  peak_rss_MB  kv_requests  other_splunkd  cpu_s/100k"
-            )
-            for backend in ("local", "kvstore"):
-                report(backend, run_until_caught_up(backend, python, tenant, splunkd, root, args, ca))
+        for backend in ("local", "kvstore"):
+            # A tenant of its own for each (the same seed: the same logs), so
+            # one input's flag writes (and their `sapi` logs) never reach the other.
+            with FakeTenant(ca=ca, log_token_exchanges=False) as tenant:
+                with FakeSplunkd(ca.server_ssl_context()) as splunkd:
+                    add_test_clients(tenant)
+                    splunkd.load_collections_conf(os.path.join(addon.APP_DIR, "default", "collections.conf"))
+                    generate_activity(tenant, args.logs, users=args.users)
+                    report(backend, run_until_caught_up(backend, python, tenant, splunkd, root, args, ca))
     return 0
 
 
