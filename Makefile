@@ -16,7 +16,7 @@ VERSION := $(shell sed -n 's/^version *= *//p' default/app.conf | head -1)
 PYTEST_ARGS ?= -n 4
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test check test-py39 test-py313 test-cim lint lib venvs clean check-pythons bench
+.PHONY: help demo test check test-py39 test-py313 test-cim lint lib venvs clean check-pythons bench bench-state
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -ts $$'\t'
@@ -66,6 +66,9 @@ test-py313: lib .venv313/.ok .venv313-bare/.ok
 # narrow it with e.g. BENCH_ARGS="--parts a,d" (python -m tests.bench --help).
 bench: lib .venv313/.ok .venv39-bare/.ok  ## the add-on's CPU, memory and pace beside a floor client and issue 8's targets
 	.venv313/bin/python -m tests.bench --addon-python .venv39-bare/bin/python $(BENCH_ARGS)
+
+bench-state: lib .venv313/.ok .venv39-bare/.ok  ## the state backend's cost per 100 000 logs: local file beside KV store (prints figures)
+	.venv313/bin/python -m tests.bench_state --addon-python .venv39-bare/bin/python $(BENCH_STATE_ARGS)
 
 lint: .venv313/.ok  ## ruff
 	.venv313/bin/ruff check bin tests scripts

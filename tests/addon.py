@@ -63,9 +63,10 @@ def input_xml(
     checkpoint_dir: str,
     server_uri: str = "https://127.0.0.1:8089",
     session_key: str = "no-session",
+    server_host: str = "splunk-test",
 ) -> str:
     """The document splunkd writes to a modular input's stdin in run mode."""
-    root = _with_metadata("input", server_uri, session_key, checkpoint_dir)
+    root = _with_metadata("input", server_uri, session_key, checkpoint_dir, server_host)
     configuration = ET.SubElement(root, "configuration")
     element = ET.SubElement(configuration, "stanza", name=stanza, app="TA-auth0")
     for name, value in params.items():
@@ -82,11 +83,13 @@ def validation_xml(name: str, params: Dict[str, str], server_uri: str, session_k
     return ET.tostring(root, encoding="unicode")
 
 
-def _with_metadata(tag: str, server_uri: str, session_key: str, checkpoint_dir: str) -> ET.Element:
+def _with_metadata(
+    tag: str, server_uri: str, session_key: str, checkpoint_dir: str, server_host: str = "splunk-test"
+) -> ET.Element:
     """The root element with what splunkd tells every invocation."""
     root = ET.Element(tag)
     for name, text in (
-        ("server_host", "splunk-test"),
+        ("server_host", server_host),
         ("server_uri", server_uri),
         ("session_key", session_key),
         ("checkpoint_dir", checkpoint_dir),
@@ -160,8 +163,9 @@ def run_input(
     server_uri: str = "https://127.0.0.1:8089",
     session_key: str = "no-session",
     timeout: float = 120,
+    server_host: str = "splunk-test",
 ) -> Result:
-    document = input_xml(stanza, params, checkpoint_dir, server_uri, session_key)
+    document = input_xml(stanza, params, checkpoint_dir, server_uri, session_key, server_host)
     done = run_script([], document, env, timeout)
     stdout = done.stdout.decode("utf-8")
     return Result(done.returncode, stdout, done.stderr.decode("utf-8", "replace"), parse_stream(stdout))

@@ -7,6 +7,7 @@ running the tests). See tests/addon.py.
 
 import os
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -24,6 +25,24 @@ from tests.fakes.splunkd import FakeSplunkd  # noqa: E402
 from tests.fakes.tenant import FakeTenant  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "both_stores: run the test with state_store = auto (local here) and with state_store = kvstore"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("both_stores"):
+        metafunc.parametrize("state_store", ["local", "kvstore"], indirect=True)
+
+
+@pytest.fixture
+def state_store(request):
+    """The state_store the Bed's inputs get: "local" leaves the default (auto,
+    which a standalone fake splunkd resolves to the local file)."""
+    return getattr(request, "param", "local")
+
+
 @pytest.fixture(scope="session")
 def ca(tmp_path_factory):
     return make_test_ca(tmp_path_factory.mktemp("ca"))
@@ -37,7 +56,9 @@ class Bed:
     so a masked secret stays masked) and returns the parsed Result.
     """
 
-    def __init__(self, tenant, seed, splunkd, root: str, ca) -> None:
+    def __init__(
+        self, tenant, seed, splunkd, root: str, ca, state_store: str = "local", server_host: str = "splunk-test"
+    ) -> None:
         self.tenant = tenant
         self.seed = seed
         self.splunkd = splunkd
@@ -47,6 +68,22 @@ class Bed:
         os.makedirs(self.checkpoint_dir, exist_ok=True)
         self.ca = ca
         self.env = addon_env(ca.ca_bundle_path, self.splunk_home)
+        self.state_store = state_store
+        self.server_host = server_host
+        # splunkd knows the app's KV store collections from its collections.conf.
+        splunkd.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
+        # splunkd validates an input's stanza externally on every create or
+        # edit over REST (the masking write of a first run too), by running
+        # the script with --validate-arguments.
+        splunkd.validator = self.validate_stanza
+
+    def member(self, name: str) -> "Bed":
+        """Another search head of the same cluster: its own SPLUNK_HOME and
+        checkpoint_dir, the same splunkd REST API (and KV store) and tenant."""
+        root = os.path.join(self.root, name)
+        other = Bed(self.tenant, self.seed, self.splunkd, root, self.ca, self.state_store, name)
+        self.splunkd.validator = self.validate_stanza  # one validator, as before
+        return other
 
     @property
     def log_file(self) -> str:
@@ -64,6 +101,8 @@ class Bed:
             "disabled": "0",
             "python.version": "python3",
         }
+        if self.state_store != "local":
+            params["state_store"] = self.state_store
         params.update(overrides)
         return {key: value for key, value in params.items() if value is not None}
 
@@ -84,7 +123,20 @@ class Bed:
             server_uri=self.splunkd.server_uri,
             session_key=self.splunkd.session_key,
             timeout=timeout,
+            server_host=self.server_host,
         )
+
+    def validate_stanza(self, name: str, params: dict) -> "str | None":
+        """What splunkd does with an input POST: run --validate-arguments
+        with the stanza as it would become; the script's message rejects it."""
+        document = validation_xml(name, params, self.splunkd.server_uri, self.splunkd.session_key, self.checkpoint_dir)
+        done = run_script(["--validate-arguments"], document, self.env)
+        if done.returncode == 0:
+            return None
+        try:
+            return ET.fromstring(done.stdout.decode()).findtext("message") or "validation failed"
+        except ET.ParseError:
+            return "validation failed: " + done.stderr.decode("utf-8", "replace")[-500:]
 
     def validate(self, name: str = "prod", **overrides):
         params = self.base_params(**overrides)
@@ -100,20 +152,20 @@ class Bed:
 
 
 @pytest.fixture
-def bed(ca, tmp_path):
+def bed(ca, tmp_path, state_store):
     with FakeTenant(ca=ca) as tenant, FakeSplunkd(ca.server_ssl_context()) as splunkd:
         seed = load_seed(tenant)
-        yield Bed(tenant, seed, splunkd, str(tmp_path), ca)
+        yield Bed(tenant, seed, splunkd, str(tmp_path), ca, state_store)
 
 
 @pytest.fixture
-def empty_bed(ca, tmp_path):
+def empty_bed(ca, tmp_path, state_store):
     """A tenant with the test applications and no users or logs."""
     from tests.fakes.seed import add_test_clients
 
     with FakeTenant(ca=ca) as tenant, FakeSplunkd(ca.server_ssl_context()) as splunkd:
         add_test_clients(tenant)
-        yield Bed(tenant, None, splunkd, str(tmp_path), ca)
+        yield Bed(tenant, None, splunkd, str(tmp_path), ca, state_store)
 
 
 @pytest.fixture(scope="session")

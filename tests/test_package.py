@@ -38,6 +38,7 @@ SPEC_ARGS = {
     "proxy_url",
     "log_level",
     "collect",
+    "state_store",
 }
 REQUIRED_ARGS = {"domain", "client_id", "client_secret"}
 
@@ -47,6 +48,7 @@ REQUIRED_FILES = [
     "bin/ta_auth0/modinput.py",
     "default/app.conf",
     "default/inputs.conf",
+    "default/collections.conf",
     "README/inputs.conf.spec",
     "metadata/default.meta",
     # Search-time knowledge: the log type table the CIM mapping hangs on.

@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from . import activity
 from .auth0_api import (
@@ -31,8 +31,8 @@ from .auth0_api import (
 )
 from .config import COLLECT_ALL, START_NOW, START_OLDEST, InputConfig
 from .flags import FlagWriter
-from .state import Checkpoint
-from .stream import EventStream
+from .state import Checkpoint, StateBackend
+from .stream import PageWriter
 from .transport import LogPage
 
 log = logging.getLogger("ta_auth0")
@@ -74,7 +74,19 @@ class RunStats:
 class Collector:
     """Runs one input once."""
 
-    def __init__(self, config: InputConfig, state, api: Auth0Client, stream: EventStream, deadline: float) -> None:
+    def __init__(
+        self,
+        config: InputConfig,
+        state: StateBackend,
+        api: Auth0Client,
+        stream: PageWriter,
+        deadline: float,
+        heartbeat: Optional[Callable[[], None]] = None,
+        ran_before: bool = False,
+    ) -> None:
+        """`heartbeat` runs before each page (the KV store lease's renewal: it
+        raises to stop the run); `ran_before`: the input has run before (its
+        secret is masked), so finding no state means the state was lost."""
         self.config = config
         self.state = state
         self.api = api
@@ -82,8 +94,11 @@ class Collector:
         self.deadline = deadline
         self.stats = RunStats()
         self.flags = FlagWriter(state, api, config.metadata_flag, deadline)
+        self.heartbeat = heartbeat
+        self.ran_before = ran_before
         self._collect_all = config.collect == COLLECT_ALL
-        self._start = state.start_date()  # logs dated before it are not collected (start_from)
+        begun = state.start_date()  # where the input began: START_OLDEST or a date
+        self._start = None if begun in (None, START_OLDEST) else begun  # logs dated before it are not collected
         self._known_cache: set = set()
 
     def run(self) -> RunStats:
@@ -107,6 +122,17 @@ class Collector:
     # -- reading ---------------------------------------------------------------
     def _pages(self) -> Iterator[LogPage]:
         checkpoint = self.state.checkpoint()
+        if checkpoint is None and self.state.start_date() is None:
+            # The first run records when it began (before any call that may
+            # fail); a later run that finds neither that nor a checkpoint has
+            # lost its state.
+            if self.ran_before:
+                checkpoint = self._start_after_lost_state()
+                if checkpoint is None:
+                    self.stats.caught_up = True
+                    return
+            else:
+                self._begin()
         if checkpoint is None:
             first = self._first_page()
             if not first:
@@ -139,13 +165,9 @@ class Collector:
 
     def _first_page(self) -> LogPage:
         """Where a brand-new input starts (start_from): the oldest retained
-        log, or the first log since a date (`now`: the input's first run).
-        The start date is kept in state, so later runs agree on it and never
-        collect a log dated before it."""
-        start = self.config.start_from
-        if start != START_OLDEST and self._start is None:
-            self._start = _iso(datetime.now(timezone.utc) if start == START_NOW else start)
-            self.state.set_start_date(self._start)
+        log, or the first log since a date (`now`: the input's first run, as
+        recorded in state, so later runs agree on it and never collect a log
+        dated before it)."""
         first = _earliest_in_log_order(self.api.oldest_logs(self._start))
         log.info(
             "new input: starting at %s (start_from=%s)",
@@ -153,6 +175,44 @@ class Collector:
             self._start or START_OLDEST,
         )
         return first
+
+    def _begin(self) -> None:
+        """The first run records where the input begins, before any call
+        that may fail: a later run that finds neither this nor a checkpoint
+        has lost its state."""
+        start = self.config.start_from
+        if start == START_OLDEST:
+            self.state.set_start_date(START_OLDEST)
+            return
+        self._start = _iso(datetime.now(timezone.utc) if start == START_NOW else start)
+        self.state.set_start_date(self._start)
+
+    def _start_after_lost_state(self) -> Optional[Checkpoint]:
+        """SPEC §7: an input that ran before finds no state (wiped, or moved to
+        another search head without the KV store). Reading from start_from
+        again would re-send up to 30 days and give users a second Signup, so
+        it starts after the newest log and says what may be missing."""
+        newest = self.api.newest_log()
+        if newest is None or not newest.get("log_id"):
+            log.error("this input has run before but its state is gone, and the tenant has no log: starting afresh")
+            return None
+        checkpoint = Checkpoint(str(newest["log_id"]), newest.get("date"))
+        self.state.commit_page(checkpoint)
+        self.stats.last_log_id = checkpoint.log_id
+        log.error(
+            "this input has run before but found no state (checkpoint file wiped, or the input moved to another "
+            "search head; on a search head cluster or Splunk Cloud use state_store = kvstore): to send nothing "
+            "twice it goes on after the newest log, log_id %s of %s. Logs from the newest event of this input "
+            "in Splunk up to %s may be missing: find where they stop with `sourcetype=auth0_activity host=%s "
+            "| stats max(_time)`; Auth0 keeps them for its retention (1-30 days), and a second input with "
+            "start_from = that time and update_metadata = false, disabled once it reaches %s, fills the gap",
+            checkpoint.log_id,
+            checkpoint.date,
+            checkpoint.date,
+            self.config.domain,
+            checkpoint.date,
+        )
+        return checkpoint
 
     def _restart_after_gap(self, checkpoint: Checkpoint, error: CheckpointExpired) -> LogPage:
         """Auth0 answered 400 to `from=<checkpoint>`. If its oldest retained
@@ -184,6 +244,8 @@ class Collector:
     # -- one page ------------------------------------------------------------------
     def _process(self, page: LogPage) -> int:
         """Write the page's events, then commit; returns the flag writes queued."""
+        if self.heartbeat is not None:
+            self.heartbeat()
         start = self._start
         wanted = [
             (index, entry, entry.get("type") in activity.ACTIVITY_TYPES)

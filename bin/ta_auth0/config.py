@@ -33,6 +33,8 @@ ENDPOINT_SCOPES = {
     "users_read": ("read:users",),
     "users_write": ("update:users_app_metadata", "update:users"),
 }
+STATE_AUTO, STATE_LOCAL, STATE_KVSTORE = "auto", "local", "kvstore"
+STATE_STORES = (STATE_AUTO, STATE_LOCAL, STATE_KVSTORE)
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
@@ -68,6 +70,7 @@ class InputConfig:
     log_level: str = "INFO"
     collect: str = COLLECT_ACTIVITY
     index: Optional[str] = None
+    state_store: str = STATE_AUTO  # where the state lives: stores.open_state
 
     @property
     def secret_is_masked(self) -> bool:
@@ -132,6 +135,7 @@ def parse_config(stanza: str, params: Mapping[str, object]) -> InputConfig:
         proxy_url=check(parse_proxy_url, "proxy_url"),
         log_level=check(parse_log_level, "log_level", "INFO"),
         collect=check(parse_collect, "collect", COLLECT_ACTIVITY),
+        state_store=check(parse_state_store, "state_store", STATE_AUTO),
         # "default" names no index: leave it to splunkd's routing for the input.
         index=None if text("index") in ("", "default") else text("index"),
     )
@@ -212,6 +216,13 @@ def parse_collect(value: str) -> str:
         raise ValueError(
             f"collect must be activity (successful signups and logins) or all (every Auth0 log), got {value!r}"
         )
+    return lowered
+
+
+def parse_state_store(value: str) -> str:
+    lowered = value.lower()
+    if lowered not in STATE_STORES:
+        raise ValueError(f"state_store must be one of {', '.join(STATE_STORES)}, got {value!r}")
     return lowered
 
 

@@ -20,7 +20,7 @@ from typing import BinaryIO, Dict, Mapping, Optional, TextIO, Tuple
 from . import user_agent
 from .config import COLLECT_ALL, MASK, ConfigError, InputConfig, input_name, parse_config, proxy_password
 from .runlog import RunLog
-from .state import StateError, StateStore
+from .state import StateError
 
 # A run that falls this far behind (with more logs still waiting) is warned
 # about: Auth0 keeps logs 1 day (free plan) to 30 days, then they are gone.
@@ -95,6 +95,8 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
     from .auth0_api import MAX_RETRIES, Auth0ApiError, Auth0Client, RateLimited
     from .collector import RUN_BUDGET_SECONDS, SOURCE, Collector, RunStats
     from .credentials import CredentialError
+    from .lease import LeaseHeld
+    from .stores import open_state
     from .stream import StreamClosed
 
     runlog = RunLog(input_name(stanza), sys.stderr, os.environ.get("SPLUNK_HOME"))
@@ -107,14 +109,16 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
         config = parse_config(stanza, params)
         runlog.set_level(config.log_level)
         runlog.set_domain(config.domain)
+        ran_before = config.secret_is_masked  # masked by an earlier run (or edit): it has run before
         secrets = _Secrets(config, metadata, runlog)
         config = secrets.prepare()
-        with StateStore.open(metadata.get("checkpoint_dir") or ".", config.name, config.domain) as state:
+        with open_state(config, metadata, log) as opened:
+            state = opened.state
             api = Auth0Client(
                 domain=config.domain,
                 client_id=config.client_id,
                 secret=secrets.client_secret,
-                token_cache=state,
+                token_cache=opened.token_cache,
                 deadline=deadline,
                 proxy_url=config.proxy_url,
                 user_agent=user_agent(),
@@ -122,7 +126,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
                 keep_raw=config.collect == COLLECT_ALL,
             )
             events = stream.writer(stanza, SOURCE, config.domain, config.index)
-            collector = Collector(config, state, api, events, deadline)
+            collector = Collector(config, state, api, events, deadline, opened.heartbeat, ran_before)
             try:
                 stats = collector.run()
                 status = "ok"
@@ -137,6 +141,10 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
                 stats.flag_writes_pending = state.pending_count()
                 api.close()
         secrets.mask_stanza()
+    except LeaseHeld as exc:  # another search head collects: one INFO line, nothing written
+        log.info("%s", exc)
+        runlog.close()
+        return True
     except ConfigError as exc:
         log.error("input %s is misconfigured, nothing collected: %s", input_name(stanza), exc)
     except CredentialError as exc:

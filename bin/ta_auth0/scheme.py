@@ -18,6 +18,7 @@ from . import user_agent
 from .auth0_api import Auth0ApiError, Auth0Client, MemoryTokenCache
 from .config import MASK, ConfigError, InputConfig, parse_config, proxy_password
 from .credentials import CredentialError, CredentialStore, resolve_secrets
+from .stores import cached_token
 
 # Saving the Data inputs form waits for validation: keep it short.
 VALIDATION_BUDGET_SECONDS = 20.0
@@ -65,6 +66,13 @@ _ARGUMENTS = (
         False,
     ),
     ("log_level", "Log level", "DEBUG, INFO, WARNING or ERROR for ta_auth0.log. Default: INFO.", False),
+    (
+        "state_store",
+        "State store",
+        "Where the input keeps its checkpoint: auto (the KV store on a search head cluster member or Splunk "
+        "Cloud, else local), local (a file in the checkpoint directory) or kvstore. Default: auto.",
+        False,
+    ),
 )
 
 
@@ -104,15 +112,19 @@ def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Opt
     try:
         config = parse_config(name, params)
         typed = not (config.secret_is_masked or MASK in (config.proxy_url or ""))
+        cached = None
         if not typed:
             # A later edit: the form shows the mask, the store has the secret.
             config, _ = resolve_secrets(config, _store(metadata), move=False)
             secrets += [config.client_secret, proxy_password(config.proxy_url)]
+            # With the runs' token still valid, Auth0 already accepted these
+            # credentials: check its scopes, spend no token (SPEC §7) nor call.
+            cached = cached_token(config, metadata)
         api = Auth0Client(
             domain=config.domain,
             client_id=config.client_id,
             secret=lambda: config.client_secret,
-            token_cache=MemoryTokenCache(),
+            token_cache=cached or MemoryTokenCache(),
             deadline=time.monotonic() + VALIDATION_BUDGET_SECONDS,
             proxy_url=config.proxy_url,
             user_agent=user_agent(),
@@ -120,7 +132,8 @@ def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Opt
         )
         try:
             check_scopes(config, api.granted_scopes())
-            api.newest_log()
+            if cached is None:
+                api.newest_log()
         finally:
             api.close()
         if typed:

@@ -19,7 +19,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional, Protocol
 
 try:
     import sqlite3
@@ -57,11 +57,55 @@ class CachedToken:
     scope: str = ""
 
 
+class StateBackend(Protocol):
+    """What the collector needs of an input's state, wherever it lives: this
+    module's sqlite file (`StateStore`) or Splunk's KV store
+    (`kvstate.KVStateStore`). A run uses one, from one process."""
+
+    def checkpoint(self) -> Optional[Checkpoint]: ...
+
+    def start_date(self) -> Optional[str]: ...
+
+    def set_start_date(self, iso: str) -> None: ...
+
+    def known_users(self, user_ids: Iterable[str]) -> set[str]: ...
+
+    def commit_page(
+        self, checkpoint: Optional[Checkpoint], known: Iterable[str] = (), flags_to_write: Iterable[str] = ()
+    ) -> None: ...
+
+    def pending_flags(self, limit: int = 100) -> list[str]: ...
+
+    def pending_count(self) -> int: ...
+
+    def flag_done(self, user_id: str) -> None: ...
+
+    def flag_failed(self, user_id: str, error: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> StateBackend: ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+@dataclass(frozen=True)
+class PendingFlag:
+    user_id: str
+    queued_at: float
+    attempts: int = 0
+    last_error: Optional[str] = None
+
+
+def state_id(input_name: str, domain: str) -> str:
+    """An input's state is keyed by its name and tenant: changing the domain starts afresh."""
+    return hashlib.sha256(f"{input_name}\n{domain}".encode()).hexdigest()[:16]
+
+
 def state_path(checkpoint_dir: str, input_name: str, domain: str) -> str:
-    """One file per input and tenant: changing the domain starts afresh."""
-    digest = hashlib.sha256(f"{input_name}\n{domain}".encode()).hexdigest()[:16]
+    """One file per input and tenant."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", input_name)[:64]
-    return os.path.join(checkpoint_dir, f"ta_auth0-{safe}-{digest}.sqlite")
+    return os.path.join(checkpoint_dir, f"ta_auth0-{safe}-{state_id(input_name, domain)}.sqlite")
 
 
 class StateStore:
@@ -182,6 +226,25 @@ class StateStore:
             "UPDATE pending_flags SET attempts = attempts + 1, last_error = ? WHERE user_id = ?",
             (error[:500], user_id),
         )
+
+    # -- carrying the state over to the KV store (kvstate.migrate_local) ------------
+    def has_state(self) -> bool:
+        return bool(self.checkpoint() or self.start_date() or self.known_user_count() or self.pending_count())
+
+    def all_known_users(self) -> Iterator[str]:
+        for (user_id,) in self._db.execute("SELECT user_id FROM known_users ORDER BY user_id"):
+            yield user_id
+
+    def all_pending_flags(self) -> list[PendingFlag]:
+        rows = self._db.execute("SELECT user_id, queued_at, attempts, last_error FROM pending_flags ORDER BY queued_at")
+        return [PendingFlag(*row) for row in rows]
+
+    def migrated_at(self) -> Optional[str]:
+        """When this state was carried over to the KV store (ISO-8601), if it was."""
+        return self._get("migrated_to_kvstore")
+
+    def mark_migrated(self, iso: str) -> None:
+        self._set("migrated_to_kvstore", iso)
 
     # -- cached token --------------------------------------------------------
     def token(self) -> Optional[CachedToken]:

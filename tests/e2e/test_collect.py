@@ -3,6 +3,8 @@
 import collections
 import json
 
+import pytest
+
 from ta_auth0.activity import EVENT_KEYS
 
 ACTIVITY = ("s", "ss")
@@ -70,6 +72,7 @@ def test_text_is_written_exactly(bed):
         assert event.data["application"] == logs[event.data["log_id"]].get("client_name")
 
 
+@pytest.mark.both_stores
 def test_signup_or_login_as_spec_section_5(bed):
     result = bed.run()
     got = {e.data["log_id"]: e.data["message"] for e in result.events}
@@ -79,6 +82,7 @@ def test_signup_or_login_as_spec_section_5(bed):
     assert int(summary["logins"]) == bed.seed.logins
 
 
+@pytest.mark.both_stores
 def test_each_user_has_at_most_one_signup_across_runs(bed):
     first = bed.run()
     for ref in ("a-s1", "c-s1", "f-s1", "h-s1"):  # new activity for users seen before
@@ -93,6 +97,7 @@ def test_each_user_has_at_most_one_signup_across_runs(bed):
     assert signups and max(signups.values()) == 1
 
 
+@pytest.mark.both_stores
 def test_flags_set_and_other_metadata_kept(bed):
     before = {user["user_id"]: user for user in bed.tenant.users}
     events = bed.run().events
@@ -119,6 +124,7 @@ def test_custom_flag_name_and_read_only_mode(bed):
     assert bed.tenant.calls[("PATCH", "users_write")] == 0
 
 
+@pytest.mark.both_stores
 def test_second_run_writes_nothing_new_then_only_new_logs(bed):
     first = bed.run()
     assert first.events
@@ -144,6 +150,7 @@ def test_second_run_writes_nothing_new_then_only_new_logs(bed):
     assert third.events[0].data["message"] == "Signup"
 
 
+@pytest.mark.both_stores
 def test_three_runs_one_token_and_repeat_logins_cost_no_user_calls(bed):
     bed.run()
     assert bed.tenant.tokens_issued == 1
@@ -161,6 +168,7 @@ def test_three_runs_one_token_and_repeat_logins_cost_no_user_calls(bed):
     assert bed.tenant.calls[("PATCH", "users_write")] == 0
 
 
+@pytest.mark.both_stores
 def test_new_user_costs_at_most_one_read_and_one_write(bed):
     bed.run()
     bed.tenant.reset_counters()
@@ -173,6 +181,7 @@ def test_new_user_costs_at_most_one_read_and_one_write(bed):
     assert bed.tenant.user("auth0|fresh")["app_metadata"] == {"plan": "free", "signedUp": True}
 
 
+@pytest.mark.both_stores
 def test_start_from_now_skips_old_logs(bed):
     first = bed.run(start_from="now")
     assert first.events == []
@@ -228,6 +237,7 @@ def test_events_are_valid_json_objects(bed):
         assert isinstance(json.loads(event.raw), dict)
 
 
+@pytest.mark.both_stores
 def test_a_deleted_user_gets_one_signup_across_pages_and_runs(bed):
     # A user deleted since, whose logins carry no count (SSO): the first is a
     # Signup (the flag cannot be read); every later one must be a Login.

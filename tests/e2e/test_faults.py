@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.addon import ADDON_PYTHON, SCRIPT, input_xml, parse_stream
 from tests.fakes.seed import LOGS_ONLY_CLIENT_ID, LOGS_ONLY_CLIENT_SECRET, generate_activity
 from tests.fakes.tenant import iso_ms
@@ -28,6 +30,7 @@ def add_login(tenant, user="auth0|late", date=None, count=3):
     return tenant.add_log(log)
 
 
+@pytest.mark.both_stores
 def test_checkpoint_out_of_retention_restarts_from_oldest_with_a_warning(bed):
     # update_metadata=false: flag writes would add `sapi` logs dated now.
     first = bed.run(update_metadata="false")
@@ -46,6 +49,7 @@ def test_checkpoint_out_of_retention_restarts_from_oldest_with_a_warning(bed):
     assert bed.run().events == []  # and it carries on from there
 
 
+@pytest.mark.both_stores
 def test_a_400_that_is_not_retention_stops_the_run_and_keeps_the_checkpoint(bed):
     first = bed.run()
     new = add_login(bed.tenant)
@@ -60,6 +64,7 @@ def test_a_400_that_is_not_retention_stops_the_run_and_keeps_the_checkpoint(bed)
     assert third.log_ids == [new]
 
 
+@pytest.mark.both_stores
 def test_429_waits_for_the_reset_then_goes_on(bed):
     bed.tenant.fail_next("logs", 429, headers={"Retry-After": "1"})
     result = bed.run()
@@ -69,6 +74,7 @@ def test_429_waits_for_the_reset_then_goes_on(bed):
     assert "rate limit (429)" in result.stderr
 
 
+@pytest.mark.both_stores
 def test_429_longer_than_a_run_waits_ends_the_run_cleanly(bed):
     bed.tenant.fail_next("logs", 429, headers={"Retry-After": "3600"})
     result = bed.run()
@@ -80,6 +86,7 @@ def test_429_longer_than_a_run_waits_ends_the_run_cleanly(bed):
     assert again.log_ids == activity_ids(bed.tenant)
 
 
+@pytest.mark.both_stores
 def test_pacing_on_rate_limit_headers_avoids_429s(empty_bed):
     tenant = empty_bed.tenant
     generate_activity(tenant, 450, users=40)
@@ -91,6 +98,7 @@ def test_pacing_on_rate_limit_headers_avoids_429s(empty_bed):
     assert tenant.throttled == 0  # it waited for the reset instead of hammering
 
 
+@pytest.mark.both_stores
 def test_5xx_and_dropped_connections_are_retried(bed):
     bed.tenant.fail_next("logs", 503, times=2)
     bed.tenant.fail_next("token", None)  # connection closed without an answer
@@ -100,6 +108,7 @@ def test_5xx_and_dropped_connections_are_retried(bed):
     assert "503" in result.stderr
 
 
+@pytest.mark.both_stores
 def test_persistent_outage_fails_loudly_without_moving_the_checkpoint(bed):
     bed.tenant.fail_next("logs", 502, times=5)
     result = bed.run()
@@ -111,6 +120,7 @@ def test_persistent_outage_fails_loudly_without_moving_the_checkpoint(bed):
     assert bed.run().log_ids == activity_ids(bed.tenant)
 
 
+@pytest.mark.both_stores
 def test_401_mid_run_gets_one_fresh_token(bed):
     bed.run()
     new = add_login(bed.tenant)
@@ -121,6 +131,7 @@ def test_401_mid_run_gets_one_fresh_token(bed):
     assert bed.tenant.tokens_issued == 2
 
 
+@pytest.mark.both_stores
 def test_401_twice_stops_the_run(bed):
     bed.tenant.fail_next("logs", 401, times=2)
     result = bed.run()
@@ -130,6 +141,7 @@ def test_401_twice_stops_the_run(bed):
     assert bed.tenant.tokens_issued == 2
 
 
+@pytest.mark.both_stores
 def test_flag_writes_that_fail_are_kept_and_retried_later(bed):
     bed.tenant.fail_next("users_write", 503, times=5)
     first = bed.run()
@@ -146,6 +158,7 @@ def test_flag_writes_that_fail_are_kept_and_retried_later(bed):
         assert bed.tenant.user(user_id).get("app_metadata") == metadata, user_id
 
 
+@pytest.mark.both_stores
 def test_connections_are_pooled(empty_bed):
     tenant = empty_bed.tenant
     generate_activity(tenant, 600, users=300)
@@ -156,6 +169,7 @@ def test_connections_are_pooled(empty_bed):
     assert tenant.connections <= 2, (tenant.connections, calls)
 
 
+@pytest.mark.both_stores
 def test_a_crash_mid_run_loses_nothing_and_replays_at_most_one_page(empty_bed):
     bed = empty_bed
     tenant = bed.tenant
@@ -199,6 +213,7 @@ def test_a_crash_mid_run_loses_nothing_and_replays_at_most_one_page(empty_bed):
     assert after.log_ids == expected[len(expected) - len(after.log_ids) :]  # a suffix, in order
 
 
+@pytest.mark.both_stores
 def test_rate_limited_flag_writes_wait_until_the_logs_are_read(empty_bed):
     tenant = empty_bed.tenant
     generate_activity(tenant, 450, users=60)
@@ -229,6 +244,7 @@ def test_a_python_without_sqlite3_says_so_in_one_line(bed, tmp_path):
     assert result.summary()["status"] == "error"
 
 
+@pytest.mark.both_stores
 def test_missing_update_scope_keeps_flags_pending_and_events_flowing(bed):
     bed.tenant.add_client(
         "reader-client", "reader-secret-0123456789", scopes=["read:logs", "read:logs_users", "read:users"]
@@ -242,6 +258,7 @@ def test_missing_update_scope_keeps_flags_pending_and_events_flowing(bed):
     assert bed.tenant.calls[("PATCH", "users_write")] == 1  # paused after the first refusal, not once per user
 
 
+@pytest.mark.both_stores
 def test_missing_read_users_scope_stops_before_the_page_it_cannot_classify(bed):
     result = bed.run(client_id=LOGS_ONLY_CLIENT_ID, client_secret=LOGS_ONLY_CLIENT_SECRET)
     assert result.returncode != 0

@@ -10,7 +10,14 @@ input stanza (SPEC.md §6, PLATFORM.md "The modular input protocol"):
     data/inputs/auth0_activity         GET list; POST create (name, ...) -> 201
     data/inputs/auth0_activity/<name>  GET; POST update (keys merged); DELETE;
                                        POST <name>/enable, <name>/disable
-    server/info                        GET (``service.info``, ``splunk_version``)
+    server/info                        GET (``service.info``, ``splunk_version``):
+                                       ``server_roles``, ``instance_type``, ``kvStoreStatus``
+    storage/collections/config         GET list; POST create (name, field.*, accelerated_fields.*)
+    storage/collections/config/<c>     GET; DELETE
+    storage/collections/data/<c>       GET (query, sort, skip, limit, fields); POST insert
+                                       (201, 409 on a duplicate _key); DELETE (query)
+    storage/collections/data/<c>/<k>   GET; POST replace; DELETE
+    storage/collections/data/<c>/batch_save, /batch_find   POST (JSON arrays)
 
 under ``/services/`` and ``/servicesNS/<owner>/<app>/``, as splunkd does:
 Atom XML (``<feed>``/``<entry>``, ``<s:dict>`` content with ``eai:acl``), or
@@ -26,10 +33,16 @@ credential of TA-auth0 (what ``passwords`` shows). A POST through a
 ``user``, in the session user's default app ``search``, where a namespaced
 reader does not see it. Input stanzas are visible from every namespace.
 
+The KV store endpoints speak JSON in and out whatever ``output_mode`` says,
+as splunkd's do; their rules are in ``kvstore.py``. ``kvstore_status``
+other than ``ready`` makes them answer 503 "KV Store is initializing", as
+splunkd does while its KV store starts, and shows in ``server/info``.
+
 Unlike splunkd: no capabilities, no input restarts, and the optional
 ``validator`` stands in for the script's external validation of an input
-POST. Path segments are decoded with ``unquote_plus`` because splunklib
-encodes entity names with ``quote_plus``.
+POST (it runs without the fake's lock held: a validator may call back).
+Path segments are decoded with ``unquote_plus`` because splunklib encodes
+entity names with ``quote_plus``.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ import base64
 import hashlib
 import json
 import secrets
+import socket
 import socketserver
 import threading
 import time
@@ -47,6 +61,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote_plus, urlsplit
 from xml.sax.saxutils import escape, quoteattr
+
+from tests.fakes.kvstore import Collection, KVError, KVLimits, parse_json
 
 if TYPE_CHECKING:
     import ssl
@@ -82,6 +98,8 @@ class _Request:
     query: dict[str, str]
     form: dict[str, str]
     fmt: str  # "xml" or "json"
+    body: str = ""  # the raw body (the KV store's JSON)
+    content_type: str = ""
 
 
 @dataclass
@@ -188,6 +206,15 @@ class FakeSplunkd:
         self._inputs: dict[str, dict[str, str]] = {}
         self._requests: list[tuple[str, str, int]] = []
         self._failures: list[int] = []
+        # The KV store and what server/info says about this instance.
+        self._collections: dict[tuple[str, str], Collection] = {}
+        self.kv_limits = KVLimits()
+        self.kvstore_status = "ready"
+        self.server_roles = ["indexer", "license_master", "kv_store"]
+        self.instance_type: str | None = None  # "cloud" on Splunk Cloud
+        # kv_hook(method, collection, tail): called after each KV store write
+        # is applied and before it is answered (a test may kill the client there).
+        self.kv_hook: Callable[[str, str, str], None] | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -226,6 +253,15 @@ class FakeSplunkd:
 
     # ---- set-up and inspection for tests -------------------------------------
 
+    @property
+    def validator(self) -> Callable[[str, dict[str, str]], str | None] | None:
+        return self._validator
+
+    @validator.setter
+    def validator(self, validator: Callable[[str, dict[str, str]], str | None] | None) -> None:
+        """External validation of input creates and edits (see __init__)."""
+        self._validator = validator
+
     def add_input(self, name: str, **params: object) -> None:
         """Define the stanza ``auth0_activity://name`` (values kept as str)."""
         with self._lock:
@@ -248,6 +284,11 @@ class FakeSplunkd:
             cred = _Credential(realm, username, password, app, self.user, "app")
             self._credentials.append(cred)
 
+    def remove_password(self, username: str, realm: str = "") -> None:
+        """Delete a credential behind the add-on's back (an admin, a reinstall)."""
+        with self._lock:
+            self._credentials = [c for c in self._credentials if (c.realm, c.username) != (realm, username)]
+
     @property
     def passwords(self) -> dict[tuple[str, str], str]:
         """TA-auth0's app-shared credentials: {(realm, username): clear}."""
@@ -266,6 +307,46 @@ class FakeSplunkd:
         with self._lock:
             return list(self._requests)
 
+    def add_collection(
+        self, name: str, app: str = APP, fields: dict[str, str] | None = None, accelerated_fields=None
+    ) -> None:
+        """Declare a KV store collection, as an app's collections.conf does."""
+        with self._lock:
+            accelerated = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (accelerated_fields or {}).items()}
+            self._collections[(app, name)] = Collection(app, name, dict(fields or {}), accelerated)
+
+    def load_collections_conf(self, path: str, app: str = APP) -> list[str]:
+        """Declare every collection of an app's collections.conf; their names."""
+        import configparser
+
+        parser = configparser.ConfigParser(interpolation=None, delimiters=("=",), comment_prefixes=("#",))
+        parser.optionxform = str  # keys are case-sensitive in .conf files
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+        for name in parser.sections():
+            items = dict(parser.items(name))
+            fields = {k[len("field.") :]: v for k, v in items.items() if k.startswith("field.")}
+            accelerated = {
+                k[len("accelerated_fields.") :]: v for k, v in items.items() if k.startswith("accelerated_fields.")
+            }
+            if (app, name) not in self._collections:  # declared already: keep its documents
+                self.add_collection(name, app, fields, accelerated)
+        return parser.sections()
+
+    def kv_documents(self, collection: str, app: str = APP) -> list[dict[str, Any]]:
+        """Copies of a collection's documents, in insertion order."""
+        with self._lock:
+            return [json.loads(json.dumps(d)) for d in self._collections[(app, collection)].docs.values()]
+
+    def kv_put(self, collection: str, doc: dict[str, Any], app: str = APP) -> None:
+        """Write a document as it is (e.g. to age a lease instead of sleeping)."""
+        with self._lock:
+            self._collections[(app, collection)].docs[str(doc["_key"])] = dict(doc)
+
+    def kv_clear(self, collection: str, app: str = APP) -> None:
+        with self._lock:
+            self._collections[(app, collection)].docs.clear()
+
     def fail_next(self, status: int, times: int = 1) -> None:
         """Answer the next ``times`` requests, whatever they are, with ``status``."""
         with self._lock:
@@ -282,6 +363,7 @@ class FakeSplunkd:
         form = {k: v[-1] for k, v in parse_qs(body, True).items()}
         mode = form.pop("output_mode", None) or query.pop("output_mode", "xml")
         fmt = "json" if mode == "json" else "xml"
+        req, message, candidate = None, None, None
         with self._lock:
             try:
                 if self._failures:
@@ -291,11 +373,25 @@ class FakeSplunkd:
                     # splunkd's own words (and level) for a bad or missing key
                     raise SplunkdError(401, "call not properly authenticated", "WARN")
                 owner, app, rest = _split_namespace(url.path)
-                req = _Request(method, owner, app, rest, query, form, fmt)
-                status, ctype, payload = self._route(req)
+                ctype_in = handler.headers.get("Content-Type", "")
+                req = _Request(method, owner, app, rest, query, form, fmt, body, ctype_in)
+                candidate = self._input_candidate(req)
             except SplunkdError as err:
                 status, ctype, payload = self._render_error(err, fmt)
-            self._requests.append((method, handler.path, status))
+                self._requests.append((method, handler.path, status))
+        if req is not None:
+            # External validation runs the add-on, which calls back into this
+            # fake (storage/passwords): never while holding the lock.
+            if candidate is not None and self._validator is not None:
+                message = self._validator(*candidate)
+            with self._lock:
+                try:
+                    if message:
+                        raise SplunkdError(400, message)
+                    status, ctype, payload = self._route(req)
+                except SplunkdError as err:
+                    status, ctype, payload = self._render_error(err, fmt)
+                self._requests.append((method, handler.path, status))
         handler.send_response(status)
         handler.send_header("Content-Type", ctype)
         handler.send_header("Content-Length", str(len(payload)))
@@ -315,8 +411,18 @@ class FakeSplunkd:
             return self._passwords(req)
         if req.rest[:2] == ["data", "inputs"]:
             return self._data_inputs(req)
+        if req.rest[:2] == ["storage", "collections"]:
+            return self._kvstore(req)
         if req.rest == ["server", "info"] and req.method == "GET":
-            content = {"build": BUILD, "serverName": SERVER_NAME, "version": VERSION}
+            content: dict[str, Any] = {
+                "build": BUILD,
+                "serverName": SERVER_NAME,
+                "version": VERSION,
+                "server_roles": list(self.server_roles),
+                "kvStoreStatus": self.kvstore_status,
+            }
+            if self.instance_type:
+                content["instance_type"] = self.instance_type
             acl = _acl("system", "nobody", "system")
             href = "/services/server/info"
             entry = _Entry("server-info", href, acl, content, links=("alternate",))
@@ -404,7 +510,6 @@ class FakeSplunkd:
             name = form.pop("name")
             if name in self._inputs:
                 raise SplunkdError(409, f"An object with name={name} already exists")
-            self._validate(name, form)
             self._inputs[name] = dict(form)
             return self._render_feed(req, KIND, coll, [self._input_entry(name)], status=201)
         name, action = rest[1], rest[2:]
@@ -417,9 +522,7 @@ class FakeSplunkd:
         elif method == "POST":
             if "name" in form:
                 raise SplunkdError(400, 'Argument "name" is not supported by this handler.')
-            merged = dict(self._inputs[name], **form)
-            self._validate(name, merged)
-            self._inputs[name] = merged
+            self._inputs[name] = dict(self._inputs[name], **form)
         elif method == "DELETE":
             del self._inputs[name]
             return self._render_feed(req, KIND, coll, [self._input_entry(n) for n in self._inputs])
@@ -427,10 +530,18 @@ class FakeSplunkd:
             raise SplunkdError(405, f"Method {method} not allowed")
         return self._render_feed(req, KIND, coll, [self._input_entry(name)])
 
-    def _validate(self, name: str, params: dict[str, str]) -> None:
-        message = self._validator(name, dict(params)) if self._validator else None
-        if message:
-            raise SplunkdError(400, message)
+    def _input_candidate(self, req: _Request) -> tuple[str, dict[str, str]] | None:
+        """(name, the stanza as it would become) for an input create or edit,
+        which splunkd validates externally before it applies it."""
+        rest = req.rest[2:]
+        if req.method != "POST" or req.rest[:2] != ["data", "inputs"] or rest[:1] != [KIND]:
+            return None
+        form = {k: v for k, v in req.form.items() if k != "name"}
+        if len(rest) == 1 and req.form.get("name") and req.form["name"] not in self._inputs:
+            return req.form["name"], form
+        if len(rest) == 2 and rest[1] in self._inputs and "name" not in req.form:
+            return rest[1], dict(self._inputs[rest[1]], **form)
+        return None
 
     def _input_entry(self, name: str) -> _Entry:
         href = "/servicesNS/nobody/{}/data/inputs/{}/{}".format(APP, KIND, quote(name, safe=""))
@@ -440,6 +551,102 @@ class FakeSplunkd:
         links = ("alternate", "list", "_reload", "edit", "remove", toggle)
         fields = {"optional": sorted(content), "required": [], "wildcard": []}
         return _Entry(name, href, _acl(APP, "nobody", "app"), content, "nobody", links, fields)
+
+    # ---- storage/collections (the KV store) -----------------------------------
+
+    def _kvstore(self, req: _Request) -> tuple[int, str, bytes]:
+        if self.kvstore_status != "ready":
+            # What splunkd answers while its KV store starts (or has failed).
+            raise SplunkdError(503, "KV Store is initializing. Please try again later.")
+        kind, rest = req.rest[2:3], req.rest[3:]
+        app = req.app or "system"
+        if kind == ["config"]:
+            return self._kv_config(req, app, rest)
+        if kind != ["data"] or not rest:
+            raise SplunkdError(404, "Not Found")
+        collection = self._collections.get((app, rest[0]))
+        if collection is None:
+            raise SplunkdError(404, f"Could not find collection={rest[0]} in app={app}")
+        user = "nobody" if req.owner in (None, "nobody") else str(req.owner)
+        tail = rest[1:]
+        try:
+            status, answer = self._kv_data(req, collection, user, tail)
+        except KVError as err:
+            raise SplunkdError(err.status, err.message) from None
+        if req.method != "GET" and not (tail == ["batch_find"]) and self.kv_hook is not None:
+            self.kv_hook(req.method, collection.name, "/".join(tail))
+        payload = b"" if answer is None else json.dumps(answer).encode()
+        return status, "application/json; charset=UTF-8", payload
+
+    def _kv_data(self, req: _Request, c: Collection, user: str, tail: list[str]) -> tuple[int, Any]:
+        method, limits = req.method, self.kv_limits
+        if method == "POST" and "application/json" not in req.content_type:
+            raise KVError(400, "Request body must be JSON (Content-Type: application/json).")
+        if not tail:
+            if method == "GET":
+                spec = {k: req.query.get(k) for k in ("sort", "skip", "limit", "fields")}
+                spec["query"] = parse_json(req.query["query"], "query") if req.query.get("query") else {}
+                return 200, c.find(spec, limits)
+            if method == "POST":
+                return 201, {"_key": c.insert(parse_json(req.body, "the request body"), user)}
+            if method == "DELETE":
+                c.delete_where(parse_json(req.query["query"], "query") if req.query.get("query") else None)
+                return 200, None
+        elif tail == ["batch_save"] and method == "POST":
+            docs = parse_json(req.body, "the request body")
+            return 200, c.batch_save(docs, user, limits, len(req.body.encode()))
+        elif tail == ["batch_find"] and method == "POST":
+            specs = parse_json(req.body, "the request body")
+            if not isinstance(specs, list) or not all(isinstance(q, dict) for q in specs):
+                raise KVError(400, "Request body must be a JSON array of queries.")
+            if len(specs) > limits.max_queries_per_batch:
+                raise KVError(400, f"Request exceeds API limits (max = {limits.max_queries_per_batch} queries).")
+            return 200, [c.find(spec, limits) for spec in specs]
+        elif len(tail) == 1:
+            if method == "GET":
+                return 200, c.get(tail[0])
+            if method == "POST":
+                return 200, {"_key": c.update(tail[0], parse_json(req.body, "the request body"), user)}
+            if method == "DELETE":
+                c.delete_key(tail[0])
+                return 200, None
+        else:
+            raise KVError(404, "Not Found")
+        raise KVError(405, f"Method {method} not allowed")
+
+    def _kv_config(self, req: _Request, app: str, rest: list[str]) -> tuple[int, str, bytes]:
+        coll = f"/servicesNS/{req.owner or 'nobody'}/{app}/storage/collections/config"
+        mine = [c for (a, _), c in sorted(self._collections.items()) if a == app]
+        if not rest and req.method == "GET":
+            return self._render_feed(req, "collections-conf", coll, [self._collection_entry(c) for c in mine])
+        if not rest and req.method == "POST":
+            _check_args(req.form, allowed=None, needed=("name",))
+            name = req.form["name"]
+            if (app, name) in self._collections:
+                raise SplunkdError(409, f"An object with name={name} already exists")
+            fields = {k[6:]: v for k, v in req.form.items() if k.startswith("field.")}
+            accelerated = {k[19:]: v for k, v in req.form.items() if k.startswith("accelerated_fields.")}
+            self._collections[(app, name)] = Collection(app, name, fields, accelerated)
+            entry = self._collection_entry(self._collections[(app, name)])
+            return self._render_feed(req, "collections-conf", coll, [entry], status=201)
+        if len(rest) == 1 and (app, rest[0]) in self._collections:
+            if req.method == "GET":
+                entry = self._collection_entry(self._collections[(app, rest[0])])
+                return self._render_feed(req, "collections-conf", coll, [entry])
+            if req.method == "DELETE":
+                del self._collections[(app, rest[0])]
+                return self._render_feed(req, "collections-conf", coll, [])
+            raise SplunkdError(405, f"Method {req.method} not allowed")
+        raise SplunkdError(404, f"Could not find object id={'/'.join(rest)}")
+
+    @staticmethod
+    def _collection_entry(c: Collection) -> _Entry:
+        href = f"/servicesNS/nobody/{c.app}/storage/collections/config/{quote(c.name, safe='')}"
+        content = {f"field.{k}": v for k, v in c.fields.items()}
+        content.update({f"accelerated_fields.{k}": v for k, v in c.accelerated_fields.items()})
+        acl = _acl(c.app, "nobody", "app")
+        acl["perms"] = {"read": ["admin", "sc_admin"], "write": ["admin", "sc_admin"]}
+        return _Entry(c.name, href, acl, content)
 
     # ---- rendering -------------------------------------------------------------
 
@@ -606,6 +813,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.request.settimeout(self.timeout)
+        # Headers and body go out in two writes: without this, Nagle holds the
+        # body until the client's delayed ACK (40 ms) on a kept-alive connection.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.request.do_handshake()  # here, so a stuck client stalls only itself
         super().setup()
 

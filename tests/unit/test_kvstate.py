@@ -1,0 +1,247 @@
+"""The KV store backend and its lease, against the fake splunkd through splunklib:
+the commit protocol, one interface for both backends, the KV store's limits."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import ssl
+from urllib.parse import urlsplit
+
+import pytest
+import trustme
+from splunklib import client
+
+from ta_auth0.kvstate import FLAGS, LEASES, STATE, USERS, KVStateStore, KVStoreError, collections
+from ta_auth0.lease import LEASE_TTL_SECONDS, Lease, LeaseHeld, LeaseLost
+from ta_auth0.state import Checkpoint, StateBackend, StateStore
+from tests.addon import APP_DIR
+from tests.fakes.splunkd import APP, FakeSplunkd
+
+SESSION_KEY = "unit-kv-session-key"
+
+
+@pytest.fixture(scope="module")
+def server_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture
+def splunkd(server_context):
+    with FakeSplunkd(server_context, session_key=SESSION_KEY) as fake:
+        fake.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
+        yield fake
+
+
+@pytest.fixture
+def kv(splunkd):
+    uri = urlsplit(splunkd.server_uri)
+    service = client.Service(
+        scheme="https", host=uri.hostname, port=uri.port, token=SESSION_KEY, owner="nobody", app=APP
+    )
+    return collections(service)
+
+
+def open_store(kv) -> KVStateStore:
+    return KVStateStore(kv, "prod", "example.auth0.com")
+
+
+def test_both_backends_offer_the_collectors_interface():
+    wanted = {
+        name: inspect.signature(member)
+        for name, member in vars(StateBackend).items()
+        if callable(member) and not name.startswith("_") or name in ("__enter__", "__exit__")
+    }
+    assert {"checkpoint", "commit_page", "known_users", "pending_flags", "flag_done", "close"} <= set(wanted)
+    for backend in (StateStore, KVStateStore):
+        for name, signature in wanted.items():
+            mine = inspect.signature(getattr(backend, name))
+            assert list(mine.parameters) == list(signature.parameters), (backend.__name__, name)
+
+
+def test_a_new_state_is_empty_and_commits_move_everything_together(kv):
+    store = open_store(kv)
+    assert store.checkpoint() is None and store.start_date() is None
+    assert store.known_users(["u1"]) == set()
+    store.set_start_date("2026-11-20T00:00:00.000Z")
+    store.commit_page(Checkpoint("0001", "2026-11-20T00:00:01.000Z"), ["u1", "u2"], ["u1"])
+    again = open_store(kv)  # another process, another member: the same state
+    assert again.checkpoint() == Checkpoint("0001", "2026-11-20T00:00:01.000Z")
+    assert again.start_date() == "2026-11-20T00:00:00.000Z"
+    assert again.known_users(["u1", "u2", "u3"]) == {"u1", "u2"}
+    assert again.pending_flags() == ["u1"] and again.pending_count() == 1
+    again.flag_done("u1")
+    again.close()
+    assert open_store(kv).pending_count() == 0
+
+
+def test_a_commit_cut_short_before_the_state_write_teaches_nothing(splunkd, kv):
+    store = open_store(kv)
+    store.commit_page(Checkpoint("0001"), ["old"], [])
+
+    def die_before_the_state_write(method, collection, tail):
+        if collection == FLAGS:  # users and flags landed; the KV store goes away now
+            splunkd.kvstore_status = "starting"
+
+    splunkd.kv_hook = die_before_the_state_write
+    with pytest.raises(KVStoreError):
+        store.commit_page(Checkpoint("0002"), ["new"], ["new"])
+    splunkd.kv_hook, splunkd.kvstore_status = None, "ready"
+    assert {d["user_id"] for d in splunkd.kv_documents(USERS)} == {"old", "new"}  # written, but not committed
+    replay = open_store(kv)
+    assert replay.checkpoint() == Checkpoint("0001")
+    assert replay.known_users(["old", "new"]) == {"old"}  # the page classifies as the first time
+    assert replay.pending_flags() == [] and replay.pending_count() == 0
+    replay.commit_page(Checkpoint("0002"), ["new"], ["new"])  # the replay writes the same keys
+    assert open_store(kv).known_users(["old", "new"]) == {"old", "new"}
+    assert open_store(kv).pending_flags() == ["new"]
+    assert len(splunkd.kv_documents(USERS)) == 2 and len(splunkd.kv_documents(FLAGS)) == 1
+
+
+def test_flag_failures_are_counted_and_kept(kv):
+    store = open_store(kv)
+    store.commit_page(Checkpoint("1"), ["a", "b"], ["a", "b"])
+    store.flag_failed("a", "429 " + "x" * 1000)
+    [doc] = [d for d in kv[FLAGS].query(query={"user_id": "a"})]
+    assert doc["attempts"] == 1 and len(doc["last_error"]) == 500
+    assert sorted(store.pending_flags()) == ["a", "b"]
+
+
+def test_each_batch_save_stays_within_1000_documents(splunkd, kv, tmp_path):
+    with StateStore.open(str(tmp_path), "prod", "example.auth0.com") as local:
+        local.commit_page(Checkpoint("0099", "2026-11-01T00:00:00.000Z"), [f"u{i}" for i in range(2500)], ["u1"])
+        users, flags = open_store(kv).import_local(local)
+    assert (users, flags) == (2500, 1)
+    saves = [r for r in splunkd.requests if r[1].endswith(f"/{USERS}/batch_save")]
+    assert len(saves) == 3  # 1000 + 1000 + 500: the KV store refuses more per batch_save
+    store = open_store(kv)
+    assert store.checkpoint() == Checkpoint("0099", "2026-11-01T00:00:00.000Z")
+    assert store.known_users(["u0", "u2499", "nobody"]) == {"u0", "u2499"}
+
+
+def test_known_users_is_one_request_per_page_whatever_is_stored(splunkd, kv):
+    store = open_store(kv)
+    store.commit_page(Checkpoint("1"), [f"u{i}" for i in range(900)], [])
+    before = len(splunkd.requests)
+    assert store.known_users([f"u{i}" for i in range(850, 950)]) == {f"u{i}" for i in range(850, 900)}
+    assert [r[1].rsplit("/", 1)[-1] for r in splunkd.requests[before:]] == ["batch_find"]
+
+
+def test_pending_count_pages_through_the_rows_per_query_limit(splunkd, kv):
+    splunkd.kv_limits.max_rows_per_query = 7  # 50 000 by default: the same rule, smaller
+    store = open_store(kv)
+    store.commit_page(Checkpoint("1"), [], [f"u{i}" for i in range(20)])
+    assert store.pending_count() == 20
+
+
+def test_a_missing_collection_is_a_clear_error(server_context):
+    with FakeSplunkd(server_context, session_key=SESSION_KEY) as bare:
+        uri = urlsplit(bare.server_uri)
+        service = client.Service(host=uri.hostname, port=uri.port, token=SESSION_KEY, owner="nobody", app=APP)
+        with pytest.raises(KVStoreError) as caught:
+            collections(service)
+    assert "collections.conf" in str(caught.value) and STATE in str(caught.value)
+
+
+# -- the lease -----------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_member_holds_the_lease_the_other_steps_aside(kv):
+    clock = Clock()
+    sh1, sh2 = Lease(kv[LEASES], "s1", "sh1", clock), Lease(kv[LEASES], "s1", "sh2", clock)
+    sh1.acquire()
+    with pytest.raises(LeaseHeld) as caught:
+        sh2.acquire()
+    assert "sh1" in str(caught.value) and "steps aside" in str(caught.value)
+    Lease(kv[LEASES], "other-input", "sh2", clock).acquire()  # leases are per input
+
+
+def test_a_stale_lease_is_taken_over_and_its_holder_stops_at_its_next_page(splunkd, kv):
+    clock = Clock()
+    sh1, sh2 = Lease(kv[LEASES], "s1", "sh1", clock), Lease(kv[LEASES], "s1", "sh2", clock)
+    sh1.acquire()
+    clock.now += LEASE_TTL_SECONDS - 1
+    sh1.renew()  # renewed: good for another TTL
+    clock.now += LEASE_TTL_SECONDS - 1
+    with pytest.raises(LeaseHeld):
+        sh2.acquire()
+    clock.now += 2  # sh1 stopped renewing: expired
+    sh2.acquire()
+    assert [d["generation"] for d in splunkd.kv_documents(LEASES)] == [2]  # older generations deleted
+    with pytest.raises(LeaseLost):
+        sh1.renew()
+    sh1.release()  # not its lease any more: left alone
+    assert splunkd.kv_documents(LEASES)[0]["member"] == "sh2"
+
+
+def test_a_released_lease_is_free_at_once_and_a_members_own_dead_run_is_taken_over(kv):
+    clock = Clock()
+    first = Lease(kv[LEASES], "s1", "sh1", clock)
+    first.acquire()
+    Lease(kv[LEASES], "s1", "sh1", clock).acquire()  # same member: the earlier run died
+    with pytest.raises(LeaseLost):
+        first.renew()
+    current = Lease(kv[LEASES], "s1", "sh1", clock)
+    current.acquire()
+    current.release()
+    Lease(kv[LEASES], "s1", "sh2", clock).acquire()  # no waiting for the TTL
+
+
+def test_inserting_a_taken_generation_loses(kv):
+    assert kv[LEASES].insert_new({"_key": "s1.000000000001", "state": "s1", "generation": 1}) is True
+    assert kv[LEASES].insert_new({"_key": "s1.000000000001", "state": "s1", "generation": 1}) is False
+
+
+# -- choosing the backend ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "info, kvstore",
+    [
+        ({"server_roles": ["indexer", "license_master", "kv_store"]}, False),  # standalone
+        ({"server_roles": ["search_head", "shc_member", "kv_store"]}, True),  # a cluster member
+        ({"server_roles": ["shc_captain", "shc_member"]}, True),
+        ({"server_roles": ["search_head"], "instance_type": "cloud"}, True),  # Splunk Cloud
+        ({"server_roles": "shc_member"}, True),  # a single role may come as text
+        ({}, False),
+    ],
+)
+def test_auto_chooses_the_kv_store_on_cluster_members_and_splunk_cloud(info, kvstore):
+    from ta_auth0.stores import wants_kvstore
+
+    assert wants_kvstore(info) is kvstore
+
+
+def test_state_store_parameter():
+    from ta_auth0.config import ConfigError, parse_config
+
+    base = {"domain": "example.us.auth0.com", "client_id": "cid", "client_secret": "s"}
+    assert parse_config("auth0_activity://a", base).state_store == "auto"
+    assert parse_config("auth0_activity://a", dict(base, state_store="KVStore")).state_store == "kvstore"
+    with pytest.raises(ConfigError) as caught:
+        parse_config("auth0_activity://a", dict(base, state_store="mongo"))
+    assert "state_store must be one of auto, local, kvstore" in str(caught.value)
+
+
+def test_the_run_talks_to_splunkd_over_one_kept_alive_connection(splunkd):
+    from ta_auth0.splunkrest import KeepAliveHandler, service
+
+    handler = KeepAliveHandler()
+    kv = collections(service(splunkd.server_uri, SESSION_KEY, handler))
+    store = open_store(kv)
+    for page in range(5):
+        store.commit_page(Checkpoint(f"{page:04}"), [f"ü{page}-名"], [f"ü{page}-名"])  # UTF-8 all the way
+    assert open_store(kv).known_users(["ü3-名"]) == {"ü3-名"}
+    assert handler.connections == 1
+    assert len(splunkd.requests) > 15
+    handler.close()
