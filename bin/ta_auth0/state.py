@@ -239,6 +239,13 @@ class StateStore:
         rows = self._db.execute("SELECT user_id, queued_at, attempts, last_error FROM pending_flags ORDER BY queued_at")
         return [PendingFlag(*row) for row in rows]
 
+    def auto_choice(self) -> Optional[str]:
+        """state_store = auto's remembered choice (see stores._remembered_choice)."""
+        return self._get("auto_choice")
+
+    def set_auto_choice(self, choice: str) -> None:
+        self._set("auto_choice", choice)
+
     def migrated_at(self) -> Optional[str]:
         """When this state was carried over to the KV store (ISO-8601), if it was."""
         return self._get("migrated_to_kvstore")

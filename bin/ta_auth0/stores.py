@@ -16,6 +16,7 @@ would fork the state between members.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -23,15 +24,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Optional
 from urllib.parse import urlsplit
 
-from splunklib import binding
-
-from . import splunkrest
 from .auth0_api import TOKEN_RENEW_MARGIN, MemoryTokenCache, TokenCache
 from .config import STATE_AUTO, STATE_KVSTORE, STATE_LOCAL, InputConfig
-from .kvstate import LEASES, KVStateStore, KVStoreError, collections, describe_http_error
-from .lease import Lease
-from .splunkrest import KeepAliveHandler
 from .state import StateBackend, StateError, StateStore, state_id, state_path
+
+# splunklib (and the KV store modules built on it) are imported only where a
+# run talks to splunkd: a local run with nothing to ask splunkd never pays
+# for them, which is most of an idle run's start-up.
 
 
 @dataclass
@@ -45,14 +44,20 @@ class OpenedState:
     heartbeat: Optional[Callable[[], None]] = None
 
 
-def splunk_service(metadata: Mapping[str, Optional[str]], handler: Optional[KeepAliveHandler] = None):
+def splunk_service(metadata: Mapping[str, Optional[str]], handler=None):
     """splunklib's Service in the app's namespace, with splunkd's session key."""
+    from . import splunkrest
+
     if not urlsplit(metadata.get("server_uri") or "").hostname or not metadata.get("session_key"):
         raise StateError("splunkd did not pass server_uri and session_key: cannot reach the KV store or server/info")
     return splunkrest.service(metadata.get("server_uri") or "", metadata.get("session_key") or "", handler)
 
 
 def server_info(service, why: str) -> Mapping[str, object]:
+    from splunklib import binding
+
+    from .kvstate import describe_http_error
+
     try:
         return service.info
     except (binding.HTTPError, OSError) as exc:
@@ -73,36 +78,47 @@ def open_state(
     """The input's state for one run. Raises StateError (the run fails) or
     lease.LeaseHeld (another member collects: this run steps aside)."""
     checkpoint_dir = metadata.get("checkpoint_dir") or "."
-    handler = KeepAliveHandler()  # one connection to splunkd for the run's KV store calls
-    try:
-        with _opened(config, metadata, log, checkpoint_dir, handler) as opened:
-            yield opened
-    finally:
-        handler.close()
+    with contextlib.ExitStack() as stack:
+        backend = config.state_store
+        service = info = None
+        if backend == STATE_AUTO and _remembered_choice(checkpoint_dir, config, metadata) == STATE_LOCAL:
+            backend = STATE_LOCAL
+        if backend != STATE_LOCAL:
+            from .splunkrest import KeepAliveHandler
+
+            handler = KeepAliveHandler()  # one connection to splunkd for the run's KV store calls
+            stack.callback(handler.close)
+            service = splunk_service(metadata, handler)
+        if backend == STATE_AUTO:
+            info = server_info(
+                service, "to choose where the state lives (state_store = auto; set local or kvstore to choose yourself)"
+            )
+            backend = STATE_KVSTORE if wants_kvstore(info) else STATE_LOCAL
+            if backend == STATE_LOCAL:
+                _remember_choice(checkpoint_dir, config, metadata, STATE_LOCAL)
+        if backend == STATE_LOCAL:
+            yield stack.enter_context(_local(checkpoint_dir, config))
+        else:
+            yield stack.enter_context(_kvstore(config, metadata, log, checkpoint_dir, service, info))
 
 
 @contextlib.contextmanager
-def _opened(config, metadata, log, checkpoint_dir: str, handler: KeepAliveHandler) -> Iterator[OpenedState]:
-    backend, service, info = config.state_store, None, None
-    if backend == STATE_AUTO:
-        service = splunk_service(metadata, handler)
-        info = server_info(
-            service, "to choose where the state lives (state_store = auto; set local or kvstore to choose yourself)"
-        )
-        backend = STATE_KVSTORE if wants_kvstore(info) else STATE_LOCAL
-    if backend == STATE_LOCAL:
-        handler.close()  # no more splunkd calls from here
-        with StateStore.open(checkpoint_dir, config.name, config.domain) as local:
-            migrated = local.migrated_at()
-            if migrated:
-                raise StateError(
-                    f"this input's state moved to the KV store on {migrated}; its local file is out of date: "
-                    "set state_store = kvstore (or auto on a cluster member) to go on from the shared state"
-                )
-            yield OpenedState(local, local, STATE_LOCAL)
-        return
+def _local(checkpoint_dir: str, config: InputConfig) -> Iterator[OpenedState]:
+    with StateStore.open(checkpoint_dir, config.name, config.domain) as local:
+        migrated = local.migrated_at()
+        if migrated:
+            raise StateError(
+                f"this input's state moved to the KV store on {migrated}; its local file is out of date: "
+                "set state_store = kvstore (or auto on a cluster member) to go on from the shared state"
+            )
+        yield OpenedState(local, local, STATE_LOCAL)
 
-    service = service or splunk_service(metadata, handler)
+
+@contextlib.contextmanager
+def _kvstore(config, metadata, log, checkpoint_dir: str, service, info) -> Iterator[OpenedState]:
+    from .kvstate import LEASES, KVStateStore, KVStoreError, collections
+    from .lease import Lease
+
     info = info or server_info(service, "to check that the KV store is ready")
     status = info.get("kvStoreStatus")
     if status is not None and status != "ready":
@@ -144,6 +160,45 @@ def cached_token(config: InputConfig, metadata: Mapping[str, Optional[str]]) -> 
     return cache
 
 
+def _splunkd_instance(metadata: Mapping[str, Optional[str]]) -> Optional[str]:
+    """The splunkd this run is started by, as far as its metadata tells: a
+    digest of its URI and the session key it passed. A restarted splunkd
+    passes other session keys, so a choice noted under this name cannot
+    outlive the splunkd that made it. (The digest, not the key, is written.)"""
+    key = metadata.get("session_key")
+    if not key:
+        return None
+    return hashlib.sha256(f"{metadata.get('server_uri')}\n{key}".encode()).hexdigest()[:32]
+
+
+def _remembered_choice(
+    checkpoint_dir: str, config: InputConfig, metadata: Mapping[str, Optional[str]]
+) -> Optional[str]:
+    """auto's choice of an earlier run under this splunkd. A search head joins
+    a cluster (or becomes Splunk Cloud) only across a splunkd restart, so
+    server/info's answer holds for the life of one splunkd: an idle run need
+    not ask it again. Only `local` is remembered (kvstore talks to splunkd
+    anyway); the note lives in the local file."""
+    instance = _splunkd_instance(metadata)
+    path = state_path(checkpoint_dir, config.name, config.domain)
+    if instance is None or not os.path.exists(path):
+        return None
+    try:
+        with StateStore(path) as local:
+            return STATE_LOCAL if local.auto_choice() == f"{STATE_LOCAL}@{instance}" else None
+    except StateError:
+        return None
+
+
+def _remember_choice(
+    checkpoint_dir: str, config: InputConfig, metadata: Mapping[str, Optional[str]], choice: str
+) -> None:
+    instance = _splunkd_instance(metadata)
+    if instance is not None:
+        with StateStore.open(checkpoint_dir, config.name, config.domain) as local:
+            local.set_auto_choice(f"{choice}@{instance}")
+
+
 def _member(metadata: Mapping[str, Optional[str]]) -> str:
     """This search head's name (splunkd's server_host), as the lease names it."""
     return metadata.get("server_host") or os.uname().nodename
@@ -158,7 +213,7 @@ def _local_token_store(checkpoint_dir: str, config: InputConfig, log: logging.Lo
         return None
 
 
-def _carry_over(local: StateStore, state: KVStateStore, log: logging.Logger) -> None:
+def _carry_over(local: StateStore, state, log: logging.Logger) -> None:
     """local -> kvstore: the local state is copied in once, then marked migrated."""
     if local.migrated_at() or state.has_state() or not local.has_state():
         return
@@ -174,7 +229,9 @@ def _carry_over(local: StateStore, state: KVStateStore, log: logging.Logger) -> 
     )
 
 
-def _release(lease: Lease, log: logging.Logger) -> None:
+def _release(lease, log: logging.Logger) -> None:
+    from .kvstate import KVStoreError
+
     try:
         lease.release()
     except KVStoreError as exc:
