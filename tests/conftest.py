@@ -18,7 +18,7 @@ for _path in (os.path.join(APP_DIR, "lib"), os.path.join(APP_DIR, "bin"), REPO):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from tests.addon import Result, addon_env, run_input, run_script, validation_xml  # noqa: E402
+from tests.addon import Result, addon_env, input_xml, run_input, run_script, validation_xml  # noqa: E402
 from tests.fakes.certs import make_test_ca  # noqa: E402
 from tests.fakes.seed import MAIN_CLIENT_ID, MAIN_CLIENT_SECRET, load_seed  # noqa: E402
 from tests.fakes.splunkd import FakeSplunkd  # noqa: E402
@@ -137,6 +137,16 @@ class Bed:
             return ET.fromstring(done.stdout.decode()).findtext("message") or "validation failed"
         except ET.ParseError:
             return "validation failed: " + done.stderr.decode("utf-8", "replace")[-500:]
+
+    def input_document(self, name: str = "prod") -> str:
+        """The <input> document splunkd would send for this stanza as it is now."""
+        return input_xml(
+            f"auth0_activity://{name}",
+            self.splunkd.input_params(name),
+            self.checkpoint_dir,
+            self.splunkd.server_uri,
+            self.splunkd.session_key,
+        )
 
     def validate(self, name: str = "prod", **overrides):
         params = self.base_params(**overrides)

@@ -34,22 +34,16 @@ class CredentialStore:
     def __init__(self, server_uri: str, session_key: str) -> None:
         # Imported here: splunklib.client is the heaviest import of the add-on,
         # and a run that needs no secret from the store never needs it.
-        from splunklib import binding, client
+        from splunklib import binding
+
+        from .splunkrest import service
 
         self._http_error = binding.HTTPError
-        parts = urlsplit(server_uri or "")
-        if not parts.hostname or not session_key:
+        if not urlsplit(server_uri or "").hostname or not session_key:
             raise CredentialError("splunkd did not pass server_uri and session_key: cannot reach the credential store")
         # A namespaced service: the SDK's default one (owner/app unset) cannot
         # create credentials in the app.
-        self.service = client.Service(
-            scheme=parts.scheme or "https",
-            host=parts.hostname,
-            port=parts.port or 8089,
-            token=session_key,
-            owner="nobody",
-            app=APP_NAME,
-        )
+        self.service = service(server_uri, session_key)
 
     def get(self, user: str) -> Optional[str]:
         try:

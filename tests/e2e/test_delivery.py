@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.addon import ADDON_PYTHON, SCRIPT, input_xml, parse_stream
+from tests.addon import ADDON_PYTHON, SCRIPT, parse_stream
 from tests.fakes.seed import generate_activity
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; the name exists from Python 3.10
@@ -26,13 +26,7 @@ PAGE = 100
 def run_until_closed(bed, events_wanted: int) -> list:
     """Run the input with a 4 KiB stdout pipe; read `events_wanted` events,
     then close the pipe. Returns the log_ids of those events, and stderr."""
-    document = input_xml(
-        "auth0_activity://prod",
-        bed.splunkd.input_params("prod"),
-        bed.checkpoint_dir,
-        bed.splunkd.server_uri,
-        bed.splunkd.session_key,
-    )
+    document = bed.input_document("prod")
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, F_SETPIPE_SZ, PIPE_SIZE)
     process = subprocess.Popen(

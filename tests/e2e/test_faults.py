@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.addon import ADDON_PYTHON, SCRIPT, input_xml, parse_stream
+from tests.addon import ADDON_PYTHON, SCRIPT, parse_stream
 from tests.fakes.seed import LOGS_ONLY_CLIENT_ID, LOGS_ONLY_CLIENT_SECRET, generate_activity
 from tests.fakes.tenant import iso_ms
 
@@ -177,13 +177,7 @@ def test_a_crash_mid_run_loses_nothing_and_replays_at_most_one_page(empty_bed):
     expected = activity_ids(tenant)
     tenant.set_rate_limit("logs", limit=1, per_seconds=1.0)  # one page a second: time to kill it
     bed.configure("prod")
-    document = input_xml(
-        "auth0_activity://prod",
-        bed.splunkd.input_params("prod"),
-        bed.checkpoint_dir,
-        bed.splunkd.server_uri,
-        bed.splunkd.session_key,
-    )
+    document = bed.input_document("prod")
     process = subprocess.Popen(
         [ADDON_PYTHON, SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=bed.env
     )
