@@ -144,6 +144,11 @@ def _entry_name(user: str) -> str:
 
 
 def _http_reason(exc: Exception) -> str:
+    """`503 Service Unavailable -- <splunkd's own message>` (splunklib's
+    HTTPError carries splunkd's <msg>, e.g. why a validation refused an edit)."""
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None) or str(exc)
-    return f"{status} {reason}" if status else str(reason)
+    if not status:
+        return str(reason)
+    detail = str(exc).partition(" -- ")[2]
+    return f"{status} {reason}" + (f" -- {detail[:300]}" if detail else "")
