@@ -18,7 +18,7 @@ from . import user_agent
 from .auth0_api import Auth0ApiError, Auth0Client, MemoryTokenCache
 from .config import MASK, ConfigError, InputConfig, parse_config, proxy_password
 from .credentials import CredentialError, CredentialStore, resolve_secrets
-from .stores import cached_token
+from .stores import cached_token, keep_token
 
 # Saving the Data inputs form waits for validation: keep it short.
 VALIDATION_BUDGET_SECONDS = 20.0
@@ -136,6 +136,10 @@ def validate(name: str, params: Mapping[str, object], metadata: Mapping[str, Opt
                 api.newest_log()
         finally:
             api.close()
+        if cached is None:
+            # The token Auth0 just issued serves the input's runs too: one
+            # token per lifetime, even counting the form's validation (SPEC §7).
+            keep_token(config, metadata, api.token())
         if typed:
             # Auth0 accepted it: store the secret now (SPEC §6); the first run
             # masks the stanza. Best effort: that run stores it too, and logs

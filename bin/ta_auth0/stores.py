@@ -160,6 +160,20 @@ def cached_token(config: InputConfig, metadata: Mapping[str, Optional[str]]) -> 
     return cache
 
 
+def keep_token(config: InputConfig, metadata: Mapping[str, Optional[str]], token) -> None:
+    """After a validation that asked Auth0 for a token: keep it where this
+    input's runs look for one (the local file, 0600), if splunkd said where
+    that is. Best effort: a run asks for its own otherwise."""
+    checkpoint_dir = metadata.get("checkpoint_dir")
+    if not checkpoint_dir:
+        return
+    try:
+        with StateStore.open(checkpoint_dir, config.name, config.domain) as local:
+            local.save_token(token)
+    except StateError:
+        return
+
+
 def _splunkd_instance(metadata: Mapping[str, Optional[str]]) -> Optional[str]:
     """The splunkd this run is started by, as far as its metadata tells: a
     digest of its URI and the session key it passed. A restarted splunkd

@@ -149,3 +149,14 @@ def test_a_validated_secret_is_stored_at_once(bed):
 def test_a_refused_secret_is_not_stored(bed):
     assert message_of(bed.validate(client_secret="typo-secret"))
     assert bed.splunkd.passwords == {}
+
+
+def test_the_token_a_validation_gets_serves_the_first_run(bed):
+    # Auth0 rate-limits /oauth/token and logs every token (SPEC §7): saving
+    # the form and running the input cost one token, not two.
+    assert message_of(bed.validate()) is None
+    assert bed.tenant.tokens_issued == 1
+    result = bed.run()
+    assert result.returncode == 0, result.stderr
+    assert result.summary()["tokens_requested"] == "0"
+    assert bed.tenant.tokens_issued == 1
