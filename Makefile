@@ -16,7 +16,7 @@ VERSION := $(shell sed -n 's/^version *= *//p' default/app.conf | head -1)
 PYTEST_ARGS ?= -n 4
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help demo test check test-py39 test-py313 test-cim lint lib venvs clean check-pythons bench bench-state
+.PHONY: help demo test check test-py39 test-py313 test-cim lint lib venvs clean check-pythons bench bench-state mutants
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -ts $$'\t'
@@ -71,6 +71,14 @@ bench: lib .venv313/.ok .venv39-bare/.ok  ## the add-on's CPU, memory and pace b
 bench-state: lib .venv313/.ok .venv39-bare/.ok  ## the state backend's cost per 100 000 logs: local file beside KV store (prints figures)
 	.venv313/bin/python -m tests.bench_state --addon-python .venv39-bare/bin/python $(BENCH_STATE_ARGS)
 
+# Mutation testing (issue 10): a figure, not a gate; about half an hour here.
+# Narrow it with e.g. MUTANTS_ARGS="--groups rules" (scripts/mutants.py --help).
+.venv-mutants/.ok: requirements-mutants.txt requirements-dev.txt | check-pythons
+	"$(PY313)" -m venv --clear .venv-mutants && .venv-mutants/bin/python -m pip install -q --disable-pip-version-check -r requirements-mutants.txt && touch $@
+
+mutants: lib .venv-mutants/.ok  ## mutation testing of bin/ta_auth0 (mutmut): per module mutants, killed, survived, and the survivors' diffs
+	.venv-mutants/bin/python scripts/mutants.py $(MUTANTS_ARGS)
+
 lint: .venv313/.ok  ## ruff
 	.venv313/bin/ruff check bin tests scripts
 	.venv313/bin/ruff format --check bin tests scripts
@@ -115,5 +123,5 @@ test-package: package .venv39/.ok .venv313/.ok .venv39-bare/.ok .venv313-bare/.o
 	  ADDON_PYTHON=$(CURDIR)/.venv313-bare/bin/python .venv313/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:  ## remove everything built
-	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .venv-inspect .venv-cim .pytest_cache .ruff_cache
+	rm -rf lib dist build .venv39 .venv313 .venv39-bare .venv313-bare .venv-inspect .venv-cim .venv-mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -118,7 +118,20 @@ def addon_env(ca_bundle: str, splunk_home: str, extra: Optional[Dict[str, str]] 
     return env
 
 
+# Mutation testing (make mutants) needs the add-on's code to run inside the
+# test process: mutmut learns which tests reach a function, and switches a
+# mutant on, only there. With TA_AUTH0_IN_PROCESS=1, run_script calls what
+# the entry script calls (modinput.run, or splunklib's Script for --scheme
+# and --validate-arguments) in this process, with the same argv, stdin bytes
+# and environment, and returns what the subprocess would have. Tests that
+# need a real process (killed, a closed pipe, a fresh interpreter's imports)
+# are marked `subprocess` and left out of that mode (scripts/mutants.py).
+IN_PROCESS = os.environ.get("TA_AUTH0_IN_PROCESS") == "1"
+
+
 def run_script(args: List[str], stdin: str, env: Dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    if IN_PROCESS:
+        return _run_in_process(args, stdin, env)
     return subprocess.run(
         [ADDON_PYTHON, SCRIPT, *args],
         input=stdin.encode("utf-8"),
@@ -128,6 +141,45 @@ def run_script(args: List[str], stdin: str, env: Dict[str, str], timeout: float 
         cwd="/",
         check=False,
     )
+
+
+def _run_in_process(args: List[str], stdin: str, env: Dict[str, str]) -> subprocess.CompletedProcess:
+    import io
+
+    from ta_auth0 import modinput
+    from ta_auth0.scheme import Auth0ActivityInput
+
+    stdout, stderr = io.BytesIO(), io.StringIO()
+    with _Environment(env):
+        if args:
+            from splunklib.modularinput.event_writer import EventWriter
+
+            text = io.StringIO()
+            code = Auth0ActivityInput().run_script([SCRIPT, *args], EventWriter(text, stderr), io.StringIO(stdin))
+            stdout.write(text.getvalue().encode("utf-8"))
+        else:
+            code = modinput.run(io.BytesIO(stdin.encode("utf-8")), stdout, stderr)
+    return subprocess.CompletedProcess([SCRIPT, *args], code, stdout.getvalue(), stderr.getvalue().encode("utf-8"))
+
+
+class _Environment:
+    """os.environ as the subprocess would have had it, for one in-process
+    run. Not a lock: the fake splunkd's validation of a stanza edit runs in
+    its own thread while the run that made the edit waits for the answer, so
+    the two swaps nest in time. mutmut's switch (MUTANT_UNDER_TEST) is kept."""
+
+    def __init__(self, env: Dict[str, str]) -> None:
+        self.env = env
+
+    def __enter__(self) -> None:
+        self.saved = dict(os.environ)
+        keep = {key: self.saved[key] for key in ("MUTANT_UNDER_TEST",) if key in self.saved}
+        os.environ.clear()
+        os.environ.update({**self.env, **keep})
+
+    def __exit__(self, *exc) -> None:
+        os.environ.clear()
+        os.environ.update(self.saved)
 
 
 def parse_stream(stdout: str) -> List[Event]:

@@ -29,6 +29,14 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "both_stores: run the test with state_store = auto (local here) and with state_store = kvstore"
     )
+    config.addinivalue_line(
+        "markers",
+        "subprocess: needs the add-on in a process of its own (killed, a closed pipe, a fresh interpreter); "
+        "left out when the add-on runs in the test process (TA_AUTH0_IN_PROCESS, make mutants)",
+    )
+    config.addinivalue_line(
+        "markers", "slow: waits a second or more on back-off or a rate limit; make mutants runs it in its last pass"
+    )
 
 
 def pytest_generate_tests(metafunc):

@@ -51,7 +51,7 @@ def run(stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     stream = EventStream(stdout)
     failed = False
     for stanza, params in stanzas.items():
-        if not run_input(stanza, params, metadata, stream):
+        if not run_input(stanza, params, metadata, stream, stderr):
             failed = True
     try:
         stream.close()
@@ -90,8 +90,9 @@ def parse_input_definition(document: bytes) -> Tuple[Metadata, Dict[str, Dict[st
     return metadata, stanzas
 
 
-def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, stream) -> bool:
-    """Run one input once; log what happened; True when the run succeeded."""
+def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, stream, stderr: TextIO) -> bool:
+    """Run one input once; log what happened (on stderr, which splunkd copies
+    to splunkd.log, and in ta_auth0.log); True when the run succeeded."""
     from .auth0_api import MAX_RETRIES, Auth0ApiError, Auth0Client, RateLimited
     from .collector import RUN_BUDGET_SECONDS, SOURCE, Collector, RunStats
     from .credentials import CredentialError
@@ -99,7 +100,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
     from .stores import open_state
     from .stream import StreamClosed
 
-    runlog = RunLog(input_name(stanza), sys.stderr, os.environ.get("SPLUNK_HOME"))
+    runlog = RunLog(input_name(stanza), stderr, os.environ.get("SPLUNK_HOME"))
     log = runlog.logger
     started = time.monotonic()
     deadline = started + RUN_BUDGET_SECONDS

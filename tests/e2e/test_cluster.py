@@ -113,6 +113,7 @@ def cluster(empty_bed):
     return empty_bed, empty_bed.member("sh1"), empty_bed.member("sh2")
 
 
+@pytest.mark.subprocess  # killed mid-backfill
 def test_killed_on_one_member_it_goes_on_from_the_shared_state_on_another(cluster):
     bed, sh1, sh2 = cluster
     generate_activity(bed.tenant, 500, users=60)
@@ -135,6 +136,7 @@ def test_killed_on_one_member_it_goes_on_from_the_shared_state_on_another(cluste
     assert again.events == []  # (it reads only the `sapi` logs of the flag writes)
 
 
+@pytest.mark.subprocess  # two processes at once
 def test_started_on_two_members_at_once_one_collects_the_other_steps_aside(cluster):
     bed, sh1, sh2 = cluster
     first = sh1.run()  # the input ran once (nothing yet): it has state, its secret is masked
@@ -220,6 +222,7 @@ def test_a_kv_store_lost_mid_run_loses_nothing(empty_bed):
     assert first.log_ids + second.log_ids == activity_ids(bed.tenant)  # committed pages are not sent again
 
 
+@pytest.mark.subprocess  # killed between writes
 # The KV writes of a run: lease taken (1), older leases deleted (2), start date (3);
 # then per page: lease renewed, users saved, flags saved, state written, done flags deleted.
 @pytest.mark.parametrize("nth_write", [4, 5, 6, 10, 11, 12, 13])

@@ -51,6 +51,7 @@ def run_until_closed(bed, events_wanted: int) -> list:
     return [e.data["log_id"] for e in parse_stream(whole + "</stream>")], stderr
 
 
+@pytest.mark.subprocess  # its stdout pipe closed mid-page
 @pytest.mark.parametrize("collect", ["activity", "all"])
 def test_a_page_splunkd_did_not_take_is_sent_again_and_nothing_is_lost(empty_bed, collect):
     bed = empty_bed

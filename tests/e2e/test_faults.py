@@ -64,6 +64,7 @@ def test_a_400_that_is_not_retention_stops_the_run_and_keeps_the_checkpoint(bed)
     assert third.log_ids == [new]
 
 
+@pytest.mark.slow  # waits out back-off or a rate limit's reset
 @pytest.mark.both_stores
 def test_429_waits_for_the_reset_then_goes_on(bed):
     bed.tenant.fail_next("logs", 429, headers={"Retry-After": "1"})
@@ -86,6 +87,7 @@ def test_429_longer_than_a_run_waits_ends_the_run_cleanly(bed):
     assert again.log_ids == activity_ids(bed.tenant)
 
 
+@pytest.mark.slow  # waits out back-off or a rate limit's reset
 @pytest.mark.both_stores
 def test_pacing_on_rate_limit_headers_avoids_429s(empty_bed):
     tenant = empty_bed.tenant
@@ -98,6 +100,7 @@ def test_pacing_on_rate_limit_headers_avoids_429s(empty_bed):
     assert tenant.throttled == 0  # it waited for the reset instead of hammering
 
 
+@pytest.mark.slow  # waits out back-off or a rate limit's reset
 @pytest.mark.both_stores
 def test_5xx_and_dropped_connections_are_retried(bed):
     bed.tenant.fail_next("logs", 503, times=2)
@@ -108,6 +111,7 @@ def test_5xx_and_dropped_connections_are_retried(bed):
     assert "503" in result.stderr
 
 
+@pytest.mark.slow  # waits out 15 s of retry back-off (1+2+4+8 s)
 @pytest.mark.both_stores
 def test_persistent_outage_fails_loudly_without_moving_the_checkpoint(bed):
     bed.tenant.fail_next("logs", 502, times=5)
@@ -141,6 +145,7 @@ def test_401_twice_stops_the_run(bed):
     assert bed.tenant.tokens_issued == 2
 
 
+@pytest.mark.slow  # waits out 15 s of retry back-off (1+2+4+8 s)
 @pytest.mark.both_stores
 def test_flag_writes_that_fail_are_kept_and_retried_later(bed):
     bed.tenant.fail_next("users_write", 503, times=5)
@@ -169,6 +174,7 @@ def test_connections_are_pooled(empty_bed):
     assert tenant.connections <= 2, (tenant.connections, calls)
 
 
+@pytest.mark.subprocess  # killed mid-run
 @pytest.mark.both_stores
 def test_a_crash_mid_run_loses_nothing_and_replays_at_most_one_page(empty_bed):
     bed = empty_bed
@@ -207,6 +213,7 @@ def test_a_crash_mid_run_loses_nothing_and_replays_at_most_one_page(empty_bed):
     assert after.log_ids == expected[len(expected) - len(after.log_ids) :]  # a suffix, in order
 
 
+@pytest.mark.slow  # waits out back-off or a rate limit's reset
 @pytest.mark.both_stores
 def test_rate_limited_flag_writes_wait_until_the_logs_are_read(empty_bed):
     tenant = empty_bed.tenant
@@ -223,6 +230,7 @@ def test_rate_limited_flag_writes_wait_until_the_logs_are_read(empty_bed):
     assert patches_after > 5  # deferred past the last page, not written page by page at the limit's pace
 
 
+@pytest.mark.subprocess  # a fresh interpreter without sqlite3
 def test_a_python_without_sqlite3_says_so_in_one_line(bed, tmp_path):
     # Shadow the stdlib module the way a Python built without it behaves.
     shadow = tmp_path / "no-sqlite"

@@ -113,6 +113,7 @@ def test_a_custom_metadata_flag_on_the_fixture_tenant(bed):
 # ---- rate limits -------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out back-off or a rate limit's reset
 def test_a_429_without_retry_after_waits_for_x_ratelimit_reset(bed):
     # Auth0's 429 carries X-RateLimit-Reset in UTC epoch seconds and no
     # Retry-After (PLATFORM.md): the add-on must wait until that moment,

@@ -3,6 +3,8 @@ and neither the secret nor a token shows up anywhere else."""
 
 import os
 
+import pytest
+
 from tests.fakes.proxy import FakeProxy
 from tests.fakes.seed import MAIN_CLIENT_ID, MAIN_CLIENT_SECRET
 
@@ -57,6 +59,7 @@ def test_deleting_and_recreating_an_input_works(bed):
     assert bed.splunkd.passwords == {("TA-auth0", "prod"): MAIN_CLIENT_SECRET}
 
 
+@pytest.mark.slow  # waits out back-off or a rate limit's reset
 def test_proxy_is_used_and_its_password_is_a_secret(bed):
     with FakeProxy("proxyuser", "proxy-pass-SECRET-99") as proxy:
         result = bed.run(proxy_url=proxy.url("proxyuser", "proxy-pass-SECRET-99"))

@@ -1,0 +1,205 @@
+"""make mutants: mutation testing of bin/ta_auth0/ with mutmut 3.x (issue 10).
+
+A figure, not a gate. mutmut plants one small bug at a time (a flipped
+comparison, a changed constant, a dropped argument...) in a copy of the
+package and runs the tests that reach the mutated function; a mutant no test
+notices "survived". This prints, per module, the mutants, how many the suite
+killed, how many survived, and each survivor's diff.
+
+Why a driver around mutmut, and not `mutmut run` in the repository:
+- mutmut names a module after its path from the working directory (or src/):
+  ours lives in bin/ta_auth0/ but is imported as `ta_auth0`, so each pass
+  runs in a workspace of its own (build/mutants/<pass>/) holding the package
+  as ta_auth0/, the tests, and an app folder (bin/auth0_activity.py, lib/,
+  default/) that the tests' ADDON_APP_DIR names;
+- mutmut sees, and switches mutants on, only in the test process, so the
+  end-to-end tests run the add-on in that process (TA_AUTH0_IN_PROCESS=1,
+  tests/addon.py); those that need a real process are marked `subprocess`
+  and left out here (they still run in make test), as are the two `slow`
+  ones that wait out 15 s of back-off;
+- two passes bound the time: the unit tests first, then the end-to-end tests
+  for what the unit tests left alive. Per mutant, mutmut runs only the tests
+  of the pass that reach the mutated function, and stops at the first failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    tests: Tuple[str, ...]  # pytest arguments, relative to the repository
+    deselect: str  # a pytest -m expression
+    max_children: int
+
+
+# Three passes over the same mutants, cheapest first: each pass gets only
+# what the ones before left alive. The unit tests run in milliseconds and
+# kill most mutants of the pure rules; then the end-to-end tests (in process,
+# against the fake tenant and splunkd), which mostly wait on sockets, so more
+# workers than cores pay off; last the `slow` ones, which wait out back-off
+# and rate-limit resets.
+CORES = os.cpu_count() or 2
+STAGES = (
+    Stage("unit", ("tests/unit",), "not subprocess", CORES),
+    Stage("e2e", ("tests/unit", "tests/e2e"), "not subprocess and not slow", 4 * CORES),
+    Stage("slow", ("tests/e2e",), "slow and not subprocess", 4 * CORES),
+)
+
+# Lines that are only message prose (a string literal with a space in it: the
+# continuation lines of log and error messages, and SQL text, which is
+# case-insensitive) are not mutated: a changed word is not a changed
+# behaviour, and tests assert what a message must carry (a name, a number,
+# the action to take), not its wording. Data strings have no space and are
+# mutated.
+PROSE_ONLY = r'^\s*f?"[^"]*\s[^"]*"\s*[,)]*\s*$'
+
+APP_FILES = ("default", "lookups", "metadata", "README.md")
+
+# What mutmut's `results` prints per mutant, and how we count it.
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+RESULT_LINE = re.compile(r"^\s*(ta_auth0\.\S+): (.+)$")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", help="comma-separated modules of bin/ta_auth0 (default: all)")
+    parser.add_argument("--mutmut", default=str(REPO / ".venv-mutants" / "bin" / "mutmut"))
+    parser.add_argument("--no-diffs", action="store_true", help="do not print the survivors' diffs")
+    args = parser.parse_args()
+    package = REPO / "bin" / "ta_auth0"
+    modules = args.modules.split(",") if args.modules else sorted(path.stem for path in package.glob("*.py"))
+    missing = [module for module in modules if not (package / f"{module}.py").exists()]
+    if missing:
+        parser.error(f"no such module(s) in bin/ta_auth0: {', '.join(missing)}")
+
+    status: Dict[str, str] = {}  # mutant -> its last verdict
+    for stage in STAGES:
+        workspace = REPO / "build" / "mutants" / stage.name
+        prepare(workspace, stage, modules)
+        names = [] if not status else [key for key, verdict in status.items() if verdict not in KILLED]
+        if status and not names:
+            break
+        started = time.monotonic()
+        log = workspace / "mutmut-run.log"
+        with open(log, "w", encoding="utf-8") as out:
+            code = subprocess.call(
+                [args.mutmut, "run", "--max-children", str(stage.max_children), *names],
+                cwd=workspace,
+                env=environment(workspace),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        took = time.monotonic() - started
+        if code != 0:
+            print(f"ERROR: mutmut run ({stage.name} tests) exited {code}; its output: {log}", file=sys.stderr)
+            return code
+        verdicts = dict(parse_results(mutmut(args.mutmut, workspace, "results", "--all", "true")))
+        if not status:
+            status = verdicts
+        else:
+            status.update((key, verdicts.get(key, status[key])) for key in names)
+        left = sum(1 for verdict in status.values() if verdict not in KILLED)
+        print(f"== {stage.name} tests: {len(names) or len(status)} mutants run in {took:.0f} s, {left} not killed")
+
+    report(status)
+    if not args.no_diffs:
+        last = REPO / "build" / "mutants" / STAGES[-1].name
+        left = [key for key, verdict in status.items() if verdict not in KILLED]
+        if left:
+            print("\nNot killed (each is killed by a test or explained in README, Development > Mutation testing):")
+        for key in left:
+            print(mutmut(args.mutmut, last, "show", key).rstrip())
+    return 0
+
+
+def mutmut(command: str, workspace: Path, *args: str) -> str:
+    return subprocess.run(
+        [command, *args], cwd=workspace, env=environment(workspace), capture_output=True, text=True, check=True
+    ).stdout
+
+
+def prepare(workspace: Path, stage: Stage, modules: List[str]) -> None:
+    """A fresh workspace: the package as ta_auth0/, the tests, the app folder."""
+    if workspace.exists():
+        shutil.rmtree(workspace)
+    (workspace / "app" / "bin").mkdir(parents=True)
+    shutil.copytree(REPO / "bin" / "ta_auth0", workspace / "ta_auth0", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tests", workspace / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "bin" / "auth0_activity.py", workspace / "app" / "bin")
+    for name in ("lib", "default"):
+        (workspace / "app" / name).symlink_to(REPO / name)
+    for name in APP_FILES:  # some tests read the app's files beside tests/
+        (workspace / name).symlink_to(REPO / name)
+    settings = {
+        "source_paths": ["ta_auth0"],
+        "also_copy": list(APP_FILES),
+        "do_not_mutate_patterns": [PROSE_ONLY],
+        "only_mutate": [f"ta_auth0/{module}.py" for module in modules],
+        "pytest_add_cli_args_test_selection": list(stage.tests),
+        # xdist off: mutmut forks its own workers.
+        "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", stage.deselect],
+    }
+    # A JSON string or list of them is a TOML value too.
+    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    (workspace / "pyproject.toml").write_text(f"{pyproject}\n[tool.mutmut]\n{table}", encoding="utf-8")
+
+
+def environment(workspace: Path) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "TA_AUTH0_IN_PROCESS": "1",
+            "ADDON_APP_DIR": str(workspace / "app"),
+            "ADDON_PYTHON": sys.executable,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return env
+
+
+def parse_results(text: str) -> List[Tuple[str, str]]:
+    return [(m.group(1), m.group(2).strip()) for m in map(RESULT_LINE.match, text.splitlines()) if m]
+
+
+def report(status: Dict[str, str]) -> None:
+    totals: Dict[str, Counter] = {}
+    for key, verdict in status.items():
+        module = key.split(".")[1]  # ta_auth0.<module>.x_<function>, or ta_auth0.x_<function> for __init__
+        totals.setdefault("__init__" if module.startswith(("x_", "xǁ")) else module, Counter())[verdict] += 1
+    print(f"\n{'module':<14}{'mutants':>9}{'killed':>9}{'survived':>10}{'no tests':>10}{'killed %':>10}")
+    grand: Counter = Counter()
+    for module in sorted(totals):
+        counts = totals[module]
+        grand.update(counts)
+        print(row(module, counts))
+    print(row("all", grand))
+
+
+def row(name: str, counts: Counter) -> str:
+    total = sum(counts.values())
+    killed = sum(n for status, n in counts.items() if status in KILLED)
+    no_tests = counts.get("no tests", 0)
+    survived = total - killed - no_tests
+    share = f"{100 * killed / total:.1f}" if total else "-"
+    return f"{name:<14}{total:>9}{killed:>9}{survived:>10}{no_tests:>10}{share:>10}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
