@@ -68,6 +68,8 @@ STAGES = (
 # the action to take), not its wording. Data strings have no space and are
 # mutated.
 PROSE_ONLY = r'^\s*f?"[^"]*\s[^"]*"\s*[,)]*\s*$'
+# And lines that hold SQL text: its upper/lower-case mutants are equivalent.
+SQL = r'"(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA) '
 
 APP_FILES = ("default", "lookups", "metadata", "README.md")
 
@@ -149,7 +151,7 @@ def prepare(workspace: Path, stage: Stage, modules: List[str]) -> None:
     settings = {
         "source_paths": ["ta_auth0"],
         "also_copy": list(APP_FILES),
-        "do_not_mutate_patterns": [PROSE_ONLY],
+        "do_not_mutate_patterns": [PROSE_ONLY, SQL],
         "only_mutate": [f"ta_auth0/{module}.py" for module in modules],
         "pytest_add_cli_args_test_selection": list(stage.tests),
         # xdist off: mutmut forks its own workers.

@@ -128,10 +128,10 @@ class Collector:
             # lost its state.
             if self.ran_before:
                 checkpoint = self._start_after_lost_state()
-                if checkpoint is None:
-                    self.stats.caught_up = True
-                    return
-            else:
+            if checkpoint is None:
+                # A new input, or a lost state on a tenant with no log: nothing
+                # to skip, every log that comes is new. Recording the start
+                # keeps the next run from taking the first of them for history.
                 self._begin()
         if checkpoint is None:
             first = self._first_page()

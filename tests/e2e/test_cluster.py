@@ -256,12 +256,7 @@ def test_a_kill_between_the_kv_writes_of_a_page_leaves_the_state_before_or_after
 def test_a_state_wiped_after_a_run_resends_nothing_old_says_so_then_delivers_new_logs(bed, state_store):
     first = bed.run()
     assert first.returncode == 0, first.stderr
-    if state_store == "kvstore":
-        for name in (STATE, USERS, FLAGS, LEASES):
-            bed.splunkd.kv_clear(name)
-    else:
-        for name in os.listdir(bed.checkpoint_dir):
-            os.remove(os.path.join(bed.checkpoint_dir, name))
+    wipe_state(bed, state_store)
     # A log that arrives while the state is gone: the add-on cannot tell it
     # from the old ones, so it is the window the ERROR names.
     in_window = bed.tenant.add_log({"type": "ss", "user_id": "auth0|in-the-window"})
@@ -272,8 +267,13 @@ def test_a_state_wiped_after_a_run_resends_nothing_old_says_so_then_delivers_new
     assert len(errors) == 1
     assert "may be missing" in errors[0] and "start_from" in errors[0]
     # It names where it goes on: the newest log (a token log of this very run, if it asked for one).
-    named = re.search(r"after the newest log, log_id (\d+)", errors[0]).group(1)
-    assert named >= in_window
+    named = re.search(r"after the newest log, log_id (\d+) of (\S+)\. ", errors[0])
+    newest_date = bed.tenant.log(named.group(1))["date"]
+    assert named.group(1) >= in_window and named.group(2) == newest_date
+    assert f"in Splunk up to {newest_date} may be missing" in errors[0]
+    assert f"host={bed.tenant.domain} | stats max(_time)" in errors[0]
+    assert errors[0].endswith(f"disabled once it reaches {newest_date}, fills the gap")
+    assert second.summary()["last_log_id"] == named.group(1)
     assert second.summary()["status"] == "ok"
 
     template = next(e for e in first.events if e.data["message"] == "Signup" and bed.tenant.user(e.data["userId"]))
@@ -321,3 +321,31 @@ def local_token_kept(bed, name):
             with sqlite3.connect(os.path.join(bed.checkpoint_dir, file)) as db:
                 return db.execute("SELECT value FROM meta WHERE key = 'token'").fetchone() is not None
     return False
+
+
+@pytest.mark.both_stores
+def test_a_state_lost_on_a_tenant_without_logs_says_so_and_delivers_every_log_that_comes(empty_bed, state_store):
+    bed = empty_bed
+    bed.tenant.log_token_exchanges = False  # a tenant with no log at all
+    first = bed.run()
+    assert first.returncode == 0 and first.events == [], first.stderr
+    wipe_state(bed, state_store)
+    second = bed.run()
+    assert second.returncode == 0, second.stderr
+    errors = [line for line in second.stderr.splitlines() if line.startswith("ERROR ")]
+    assert len(errors) == 1 and "its state is gone, and the tenant has no log: starting afresh" in errors[0]
+    new = [bed.tenant.add_log({"type": "ss", "user_id": f"auth0|new{i}", "user_name": f"new{i}"}) for i in range(3)]
+    third = bed.run()
+    assert third.returncode == 0, third.stderr
+    assert third.log_ids == new
+    assert "ERROR" not in third.stderr
+
+
+def wipe_state(bed, state_store):
+    """What a move to another search head without the KV store looks like."""
+    if state_store == "kvstore":
+        for name in (STATE, USERS, FLAGS, LEASES):
+            bed.splunkd.kv_clear(name)
+    else:
+        for name in os.listdir(bed.checkpoint_dir):
+            os.remove(os.path.join(bed.checkpoint_dir, name))

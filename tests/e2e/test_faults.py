@@ -35,6 +35,8 @@ def test_checkpoint_out_of_retention_restarts_from_oldest_with_a_warning(bed):
     # update_metadata=false: flag writes would add `sapi` logs dated now.
     first = bed.run(update_metadata="false")
     assert first.returncode == 0
+    checkpoint = first.summary()["last_log_id"]
+    checkpoint_date = bed.tenant.log(checkpoint)["date"]
     now = time.time()
     lost = [add_login(bed.tenant, f"auth0|lost{i}", iso_ms(now + 1 + i)) for i in range(2)]
     kept = [add_login(bed.tenant, f"auth0|kept{i}", iso_ms(now + 60 + i)) for i in range(3)]
@@ -45,7 +47,10 @@ def test_checkpoint_out_of_retention_restarts_from_oldest_with_a_warning(bed):
     assert not set(lost) & set(second.log_ids)
     warning = [line for line in second.stderr.splitlines() if "fallen out of Auth0's log retention" in line]
     assert len(warning) == 1 and warning[0].startswith("WARN ")
-    assert first.log_ids[-1] in warning[0] or first.summary()["last_log_id"] in warning[0]
+    # It names the checkpoint and its date, the window lost, and where it goes on.
+    assert f"checkpoint log_id {checkpoint} ({checkpoint_date})" in warning[0]
+    assert f"logs from {checkpoint_date} to {bed.tenant.log(kept[0])['date']} are lost" in warning[0]
+    assert warning[0].endswith(f"restarting from the oldest retained log {kept[0]}")
     assert bed.run().events == []  # and it carries on from there
 
 

@@ -162,3 +162,57 @@ def test_mask_is_recognised():
 def test_index_default_is_left_to_splunkd():
     assert parse(index="default").index is None
     assert parse(index="auth0").index == "auth0"
+
+
+def test_start_from_accepts_a_lowercase_z_as_utc():
+    # Python 3.11+ reads "Z" itself but not "z"; 3.9 reads neither.
+    moment = parse(start_from="2026-11-18T09:30:00z").start_from
+    assert moment == datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def local_time_zone_new_york():
+    """The machine's local time zone is not UTC (a Splunk server in New York)."""
+    import os
+    import time
+
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def test_start_from_without_offset_is_utc_whatever_the_machines_time_zone(local_time_zone_new_york):
+    for value in ("2026-11-18T09:30:00", "2026-11-18T09:30:00Z", "2026-11-18T04:30:00-05:00"):
+        moment = parse(start_from=value).start_from
+        assert moment == datetime(2026, 11, 18, 9, 30, tzinfo=timezone.utc), value
+        assert moment.tzinfo == timezone.utc and moment.hour == 9, value
+
+
+def test_every_problem_is_listed_together():
+    with pytest.raises(ConfigError) as caught:
+        parse(domain="https://x/", start_from="bad", collect="some")
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert str(caught.value) == "; ".join(problems)
+
+
+def test_proxy_url_shapes():
+    assert parse(proxy_url="https://proxy.corp:3128/").proxy_url == "https://proxy.corp:3128/"
+    assert "must not have a path or query" in problem(proxy_url="http://proxy.corp:3128?x=1")
+    assert "must not have a path or query" in problem(proxy_url="http://proxy.corp:3128#top")
+    # The message shows the URL as given, credentials masked.
+    assert f"got 'http://{MASK}@proxy.corp'" in problem(proxy_url="http://bob:hunter2@proxy.corp")
+    assert "got 'http://proxy.corp:99999'" in problem(proxy_url="http://proxy.corp:99999")
+
+
+def test_redact_url_masks_any_credentials_and_only_them():
+    assert redact_url("http://proxy.corp:3128") == "http://proxy.corp:3128"
+    assert redact_url("http://bob@h:1") == f"http://{MASK}@h:1"
+    assert redact_url("http://:pw@h:1") == f"http://{MASK}@h:1"
+    assert redact_url("http://bob:p@ss@h:1") == f"http://{MASK}@h:1"  # an unescaped @ in the password

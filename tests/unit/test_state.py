@@ -98,3 +98,46 @@ def test_file_is_a_plain_sqlite_database(store):
     store.commit_page(Checkpoint("7"), [], [])
     with sqlite3.connect(store.path) as db:
         assert db.execute("SELECT value FROM meta WHERE key='last_log_id'").fetchone() == ("7",)
+
+
+def test_any_part_of_a_state_counts_as_state(tmp_path):
+    """What a move to the KV store carries over (kvstate.migrate_local)."""
+    cases = {
+        "checkpoint": lambda s: s.commit_page(Checkpoint("0001", None)),
+        "start date": lambda s: s.set_start_date("2026-11-20T00:00:00.000Z"),
+        "known user": lambda s: s.commit_page(None, ["u1"]),
+        "pending flag only": lambda s: s.commit_page(None, [], ["u1"]),
+    }
+    for name, make in cases.items():
+        with StateStore.open(str(tmp_path / name.replace(" ", "_")), "prod", "example.auth0.com") as store:
+            assert not store.has_state(), name
+            make(store)
+            assert store.has_state(), name
+
+
+def test_a_failed_flag_write_keeps_its_last_error_bounded(store):
+    store.commit_page(None, ["u1"], ["u1"])
+    store.flag_failed("u1", "x" * 600)
+    store.flag_failed("u1", "E" * 500 + "tail")
+    (pending,) = store.all_pending_flags()
+    assert pending.user_id == "u1" and pending.attempts == 2
+    assert pending.last_error == "E" * 500
+
+
+def test_the_auto_choice_and_the_migration_mark_are_remembered(tmp_path):
+    with StateStore.open(str(tmp_path), "prod", "example.auth0.com") as store:
+        assert store.auto_choice() is None and store.migrated_at() is None
+        store.set_auto_choice("kvstore")
+        store.mark_migrated("2026-12-01T00:00:00Z")
+    with StateStore.open(str(tmp_path), "prod", "example.auth0.com") as again:
+        assert again.auto_choice() == "kvstore"
+        assert again.migrated_at() == "2026-12-01T00:00:00Z"
+        assert again.checkpoint() is None  # neither is a checkpoint
+
+
+def test_all_known_users_and_flags_are_listed_in_order(store):
+    store.commit_page(None, ["u3", "u1", "u2"], ["u2"])
+    store.commit_page(None, [], ["u1"])
+    assert list(store.all_known_users()) == ["u1", "u2", "u3"]
+    assert [flag.user_id for flag in store.all_pending_flags()] == ["u2", "u1"]
+    assert store.known_user_count() == 3
