@@ -62,8 +62,7 @@ STAGES = (
 )
 
 # Lines that are only message prose (a string literal with a space in it: the
-# continuation lines of log and error messages, and SQL text, which is
-# case-insensitive) are not mutated: a changed word is not a changed
+# continuation lines of log and error messages) are not mutated: a changed word is not a changed
 # behaviour, and tests assert what a message must carry (a name, a number,
 # the action to take), not its wording. Data strings have no space and are
 # mutated.
