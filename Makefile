@@ -73,7 +73,7 @@ bench-state: lib .venv313/.ok .venv39-bare/.ok  ## the state backend's cost per 
 
 # Mutation testing (issue 10): a figure, not a gate. The unit pass takes 5-8
 # minutes here; a complete run with the end-to-end passes well over an hour.
-# Narrow it with e.g. MUTANTS_ARGS="--groups rules" (scripts/mutants.py --help).
+# Narrow it with e.g. MUTANTS_ARGS="--modules activity,config" (scripts/mutants.py --help).
 .venv-mutants/.ok: requirements-mutants.txt requirements-dev.txt | check-pythons
 	"$(PY313)" -m venv --clear .venv-mutants && .venv-mutants/bin/python -m pip install -q --disable-pip-version-check -r requirements-mutants.txt && touch $@
 

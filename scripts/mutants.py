@@ -15,11 +15,11 @@ Why a driver around mutmut, and not `mutmut run` in the repository:
 - mutmut sees, and switches mutants on, only in the test process, so the
   end-to-end tests run the add-on in that process (TA_AUTH0_IN_PROCESS=1,
   tests/addon.py); those that need a real process are marked `subprocess`
-  and left out here (they still run in make test), as are the two `slow`
-  ones that wait out 15 s of back-off;
-- two passes bound the time: the unit tests first, then the end-to-end tests
-  for what the unit tests left alive. Per mutant, mutmut runs only the tests
-  of the pass that reach the mutated function, and stops at the first failure.
+  and left out here (they still run in make test);
+- passes bound the time (STAGES): the unit tests first, then the end-to-end
+  tests, then the `slow` ones, each for what the passes before left alive.
+  Per mutant, mutmut runs only the tests of the pass that reach the mutated
+  function, and stops at the first failure.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 class Stage:
     name: str
     tests: Tuple[str, ...]  # pytest arguments, relative to the repository
-    deselect: str  # a pytest -m expression
+    markers: str  # the pytest -m expression that picks the pass's tests
     max_children: int
 
 
@@ -62,10 +62,10 @@ STAGES = (
 )
 
 # Lines that are only message prose (a string literal with a space in it: the
-# continuation lines of log and error messages) are not mutated: a changed word is not a changed
-# behaviour, and tests assert what a message must carry (a name, a number,
-# the action to take), not its wording. Data strings have no space and are
-# mutated.
+# continuation lines of log and error messages) are not mutated: a changed
+# word is not a changed behaviour, and tests assert what a message must carry
+# (a name, a number, the action to take), not its wording. Data strings have
+# no space and are mutated.
 PROSE_ONLY = r'^\s*f?"[^"]*\s[^"]*"\s*[,)]*\s*$'
 # And lines that hold SQL text: its upper/lower-case mutants are equivalent.
 SQL = r'"(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA) '
@@ -91,11 +91,11 @@ def main() -> int:
 
     status: Dict[str, str] = {}  # mutant -> its last verdict
     for stage in STAGES:
-        workspace = REPO / "build" / "mutants" / stage.name
-        prepare(workspace, stage, modules)
         names = [] if not status else [key for key, verdict in status.items() if verdict not in KILLED]
         if status and not names:
             break
+        workspace = REPO / "build" / "mutants" / stage.name
+        prepare(workspace, stage, modules)
         started = time.monotonic()
         log = workspace / "mutmut-run.log"
         with open(log, "w", encoding="utf-8") as out:
@@ -154,7 +154,7 @@ def prepare(workspace: Path, stage: Stage, modules: List[str]) -> None:
         "only_mutate": [f"ta_auth0/{module}.py" for module in modules],
         "pytest_add_cli_args_test_selection": list(stage.tests),
         # xdist off: mutmut forks its own workers.
-        "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", stage.deselect],
+        "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", stage.markers],
     }
     # A JSON string or list of them is a TOML value too.
     table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())

@@ -222,9 +222,9 @@ def test_a_kv_store_lost_mid_run_loses_nothing(empty_bed):
     assert first.log_ids + second.log_ids == activity_ids(bed.tenant)  # committed pages are not sent again
 
 
-@pytest.mark.subprocess  # killed between writes
 # The KV writes of a run: lease taken (1), older leases deleted (2), start date (3);
 # then per page: lease renewed, users saved, flags saved, state written, done flags deleted.
+@pytest.mark.subprocess  # killed between writes
 @pytest.mark.parametrize("nth_write", [4, 5, 6, 10, 11, 12, 13])
 def test_a_kill_between_the_kv_writes_of_a_page_leaves_the_state_before_or_after_it(empty_bed, nth_write):
     bed = empty_bed

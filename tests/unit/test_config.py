@@ -1,5 +1,7 @@
 """Parameters: every bad value gets a message a person can act on."""
 
+import os
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -173,9 +175,6 @@ def test_start_from_accepts_a_lowercase_z_as_utc():
 @pytest.fixture
 def local_time_zone_new_york():
     """The machine's local time zone is not UTC (a Splunk server in New York)."""
-    import os
-    import time
-
     saved = os.environ.get("TZ")
     os.environ["TZ"] = "America/New_York"
     time.tzset()
