@@ -62,7 +62,7 @@ test-py313: lib .venv313/.ok .venv313-bare/.ok
 
 # Prints figures beside issue 8's targets, asserts nothing, talks to 127.0.0.1
 # only: (a) CPU beside a bare client, (b) rate-limited backfills, (c) 100 000
-# and 1 000 000 logs, (d) an idle run. All of it takes half an hour or more;
+# and 1 000 000 logs, (d) an idle run. All of it takes about ten minutes here;
 # narrow it with e.g. BENCH_ARGS="--parts a,d" (python -m tests.bench --help).
 bench: lib .venv313/.ok .venv39-bare/.ok  ## the add-on's CPU, memory and pace beside a floor client and issue 8's targets, then bench-state
 	.venv313/bin/python -m tests.bench --addon-python .venv39-bare/bin/python $(BENCH_ARGS)
