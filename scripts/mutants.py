@@ -68,7 +68,7 @@ STAGES = (
 # no space and are mutated.
 PROSE_ONLY = r'^\s*f?"[^"]*\s[^"]*"\s*[,)]*\s*$'
 # And lines that hold SQL text: its upper/lower-case mutants are equivalent.
-SQL = r'"(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA) '
+SQL = r'"(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|BEGIN|COMMIT|ROLLBACK)\b'
 
 APP_FILES = ("default", "lookups", "metadata", "README.md")
 

@@ -179,3 +179,125 @@ def test_is_before_and_newest_date():
     dates = ["2026-11-20T10:00:00.000Z", None, "2026-11-20T12:00:00.000Z", "x", "2026-11-20T11:00:00.000Z"]
     assert activity.newest_date(dates) == "2026-11-20T12:00:00.000Z"
     assert activity.newest_date(["x", None]) is None
+
+
+def test_every_event_key_comes_from_its_own_log_field():
+    # A successful login as Auth0's log schema describes one, each field
+    # with a value of its own, so a key read from the wrong field shows.
+    entry = {
+        "log_id": "90020261120101112345000000000000000000000000000000000001",
+        "date": "2026-11-20T10:11:12.345Z",
+        "type": "s",
+        "description": "Successful login",
+        "client_id": "AaBbCc123",
+        "client_name": "Shop",
+        "ip": "198.51.100.7",
+        "user_agent": "Chrome 131.0.0 / Mac OS X 14.6.1",
+        "hostname": "example.us.auth0.com",
+        "user_id": "google-oauth2|1089",
+        "user_name": "bo@example.com",
+        "connection": "google-oauth2",
+        "connection_id": "con_G00gle",
+        "strategy": "google-oauth2",
+        "strategy_type": "social",
+        "details": {"prompts": [{"name": "login", "stats": {"loginsCount": 5}}]},
+    }
+    assert activity.event_data(entry, LOGIN, "example.us.auth0.com") == {
+        "message": "Login",
+        "application": "Shop",
+        "clientIP": "198.51.100.7",
+        "protocol": None,
+        "userName": "bo@example.com",
+        "userId": "google-oauth2|1089",
+        "log_id": "90020261120101112345000000000000000000000000000000000001",
+        "date": "2026-11-20T10:11:12.345Z",
+        "type": "s",
+        "description": "Successful login",
+        "connection": "google-oauth2",
+        "connection_id": "con_G00gle",
+        "strategy": "google-oauth2",
+        "strategy_type": "social",
+        "client_id": "AaBbCc123",
+        "user_agent": "Chrome 131.0.0 / Mac OS X 14.6.1",
+        "hostname": "example.us.auth0.com",
+        "loginsCount": 5,
+        "tenant": "example.us.auth0.com",
+    }
+
+
+def test_a_count_the_collector_computed_is_the_one_used():
+    # The collector reads a log's count once and passes it on: the functions
+    # take it as given rather than reading the log again.
+    bare = log("s")
+    assert activity.event_data(bare, LOGIN, "t", count=7)["loginsCount"] == 7
+    assert not activity.needs_flag(bare, known=False, count=7)
+    assert activity.needs_flag(log("s", count=7), known=False, count=None)
+    assert classify(bare, known=False, count=1) == SIGNUP
+
+
+def test_ss_is_a_signup_whatever_else_is_known():
+    assert classify(log("ss", count=5), known=True, flagged=True) == SIGNUP
+
+
+def test_a_user_id_is_a_non_empty_string():
+    assert activity.user_id({"user_id": "auth0|1"}) == "auth0|1"
+    for odd in ("", 5, None, ["auth0|1"]):
+        assert activity.user_id({"user_id": odd}) is None
+
+
+def test_protocol_is_a_string_or_nothing():
+    def signup(value):
+        return {"type": "ss", "details": {"body": {"transaction": {"protocol": value}}}}
+
+    assert activity.protocol(signup("samlp")) == "samlp"
+    assert activity.protocol(signup(5)) is None
+    assert activity.protocol({"details": {"body": "text"}}) is None
+
+
+def test_logins_count_skips_prompts_that_are_not_objects_or_carry_no_count():
+    details = {"stats": {"loginsCount": 3}, "prompts": ["login", {"name": "mfa"}, {"stats": {}}]}
+    assert activity.logins_count({"details": details}) == 3
+
+
+@pytest.mark.parametrize("value", ["2026-11-20T24:00:00.000Z", "2026-11-20T23:60:00.000Z", "2026-11-20T23:59:60.000Z"])
+def test_event_time_refuses_a_clock_out_of_range(value):
+    assert activity.event_time(value) is None
+
+
+def test_is_before_compares_moments_not_texts():
+    same_moment = ("2026-11-20T10:11:12+00:00", "2026-11-20T10:11:12.000Z")
+    assert not activity.is_before(*same_moment)
+    assert not activity.is_before(*reversed(same_moment))
+
+
+def test_newest_date_of_nothing_readable_is_none():
+    assert activity.newest_date([]) is None
+    assert activity.newest_date([None, 5]) is None
+
+
+def test_newest_date_of_auth0_dates_and_of_equal_moments():
+    assert activity.newest_date(["2026-11-20T10:00:00.000Z", "2026-11-20T09:00:00.000Z"]) == "2026-11-20T10:00:00.000Z"
+    # Of two texts for one moment, the first is kept.
+    assert activity.newest_date(["2026-11-20T10:11:12Z", "2026-11-20T10:11:12.000+00:00"]) == "2026-11-20T10:11:12Z"
+
+
+def test_parse_date_reads_z_and_z_and_a_date_without_offset_as_utc():
+    utc = datetime(2026, 11, 20, 10, 11, 12, 345000, tzinfo=timezone.utc)
+    assert activity.parse_date("2026-11-20T10:11:12.345Z") == utc
+    assert activity.parse_date("2026-11-20T10:11:12.345z") == utc
+    naive = activity.parse_date("2026-11-20T10:11:12.345")
+    assert naive == utc and naive.tzinfo == timezone.utc
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-11-20T10:11:12.5+00:00", "2026-11-20T10:11:12.500000+00:00"),
+        ("2026-11-20T10:11:12.1234567+00:00", "2026-11-20T10:11:12.123456+00:00"),
+        ("2026-11-20T10:11:12+00:00", "2026-11-20T10:11:12+00:00"),
+    ],
+)
+def test_fractions_are_made_six_digits_for_python_3_9(text, expected):
+    # Python 3.9's fromisoformat reads 3 or 6 fractional digits only (3.11+
+    # reads any): this is what makes other widths readable on Splunk 9.x.
+    assert activity._three_decimals(text) == expected

@@ -215,3 +215,64 @@ def test_redact_url_masks_any_credentials_and_only_them():
     assert redact_url("http://bob@h:1") == f"http://{MASK}@h:1"
     assert redact_url("http://:pw@h:1") == f"http://{MASK}@h:1"
     assert redact_url("http://bob:p@ss@h:1") == f"http://{MASK}@h:1"  # an unescaped @ in the password
+
+
+def problems(**changes):
+    with pytest.raises(ConfigError) as caught:
+        parse(**changes)
+    return caught.value.problems
+
+
+def test_each_missing_value_says_what_to_enter():
+    # These are what the Data inputs form shows: the exact words are the product.
+    assert problems(domain="", client_id="", client_secret="") == [
+        "domain is required: the Auth0 tenant domain, e.g. example.us.auth0.com",
+        "client_id is required: the Client ID of the machine-to-machine application",
+        "client_secret is required: the Client Secret of the machine-to-machine application",
+    ]
+    assert problems(client_id="abc def") == ["client_id must be the application's Client ID (letters, digits, - _ .)"]
+
+
+def test_the_parsed_config_carries_each_value():
+    config = parse(client_id="Abc-1_2.3", index="", domain="Tenant.EU.auth0.com")
+    assert (config.client_id, config.client_secret, config.domain) == ("Abc-1_2.3", "s3cret", "tenant.eu.auth0.com")
+    assert config.index is None
+
+
+def test_a_stanza_name_without_the_scheme_is_the_name():
+    assert parse_config("prod-eu", GOOD).name == "prod-eu"
+
+
+@pytest.mark.parametrize("odd", ["@", "?", "#", "/", " ", "\t"])
+def test_each_character_a_host_cannot_hold_is_refused_alone(odd):
+    domain = f"tenant{odd}x.auth0.com"
+    assert f"domain must be a host name like example.us.auth0.com, got {domain!r}" in problem(domain=domain)
+
+
+@pytest.mark.parametrize("port, good", [("1", True), ("0", False), ("65535", True), ("65536", False), ("0443", True)])
+def test_port_bounds(port, good):
+    if good:
+        assert parse(domain=f"tenant.auth0.com:{port}").domain == f"tenant.auth0.com:{int(port)}"
+    else:
+        assert "domain's port must be a number from 1 to 65535" in problem(domain=f"tenant.auth0.com:{port}")
+
+
+def test_ipv4_octets_and_host_length_bounds():
+    assert parse(domain="10.0.0.255").domain == "10.0.0.255"
+    assert "domain must be a host name" in problem(domain="10.0.0.256")
+    longest = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters
+    assert parse(domain=longest).domain == longest
+    assert "domain must be a host name" in problem(domain=longest + "b")
+
+
+def test_start_from_refuses_a_date_with_any_other_trailing_letter():
+    assert "start_from must be oldest, now" in problem(start_from="2026-11-18T09:30:00X")
+
+
+def test_proxy_password():
+    from ta_auth0.config import proxy_password
+
+    assert proxy_password(None) is None
+    assert proxy_password("") is None
+    assert proxy_password("http://proxy.corp:3128") is None
+    assert proxy_password("http://bob:hunter2@proxy.corp:3128") == "hunter2"

@@ -141,3 +141,43 @@ def test_all_known_users_and_flags_are_listed_in_order(store):
     assert list(store.all_known_users()) == ["u1", "u2", "u3"]
     assert [flag.user_id for flag in store.all_pending_flags()] == ["u2", "u1"]
     assert store.known_user_count() == 3
+
+
+def test_the_file_name_is_the_input_name_made_safe_and_the_state_id(tmp_path):
+    from ta_auth0.state import state_id
+
+    base = str(tmp_path)
+    name = "Prod EU/1" + "x" * 70
+    expected = f"ta_auth0-Prod_EU_1{'x' * 55}-{state_id(name, 'a.auth0.com')}.sqlite"
+    assert state_path(base, name, "a.auth0.com") == os.path.join(base, expected)
+    assert len(state_id(name, "a.auth0.com")) == 16
+    assert StateStore.open(base, "prod", "a.auth0.com").path == state_path(base, "prod", "a.auth0.com")
+
+
+def test_a_file_name_without_a_folder_is_opened_where_we_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    StateStore("state.sqlite").close()
+    assert sorted(os.listdir(tmp_path))[0] == "state.sqlite"
+    assert all(name.startswith("state.sqlite") for name in os.listdir(tmp_path))
+
+
+def test_the_schema_version_is_recorded(store):
+    from ta_auth0.state import SCHEMA_VERSION
+
+    rows = sqlite3.connect(store.path).execute("SELECT key, value FROM meta").fetchall()
+    assert ("schema_version", SCHEMA_VERSION) in rows
+
+
+def test_pending_flags_come_a_hundred_at_a_time(store):
+    store.commit_page(None, [], [f"u{n:03d}" for n in range(150)])
+    assert len(store.pending_flags()) == 100
+    assert len(store.pending_flags(limit=150)) == 150
+
+
+def test_a_token_needs_all_three_parts(store):
+    store.save_token(CachedToken("at", 2_000_000_000.0, "cid"))
+    assert store.token() == CachedToken("at", 2_000_000_000.0, "cid", "")
+    for key in ("token", "token_expires_at", "token_client_id"):
+        store.save_token(CachedToken("at", 2_000_000_000.0, "cid", "read:logs"))
+        store._set(key, None)  # half a token (save_token never writes one; read defensively)
+        assert store.token() is None, key
