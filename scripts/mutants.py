@@ -61,13 +61,9 @@ STAGES = (
     Stage("slow", ("tests/e2e",), "slow and not subprocess", 4 * CORES),
 )
 
-# Lines that are only message prose (a string literal with a space in it: the
-# continuation lines of log and error messages) are not mutated: a changed
-# word is not a changed behaviour, and tests assert what a message must carry
-# (a name, a number, the action to take), not its wording. Data strings have
-# no space and are mutated.
-PROSE_ONLY = r'^\s*f?"[^"]*\s[^"]*"\s*[,)]*\s*$'
-# And lines that hold SQL text: its upper/lower-case mutants are equivalent.
+# Message prose (a string literal of four or more words) is not mutated:
+# scripts/mutmut_cli.py, which runs mutmut's CLI, says why and how.
+# Lines that hold SQL text: its upper/lower-case mutants are equivalent.
 SQL = r'"(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|BEGIN|COMMIT|ROLLBACK)\b'
 
 APP_FILES = ("default", "lookups", "metadata", "README.md")
@@ -80,7 +76,7 @@ RESULT_LINE = re.compile(r"^\s*(ta_auth0\.\S+): (.+)$")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", help="comma-separated modules of bin/ta_auth0 (default: all)")
-    parser.add_argument("--mutmut", default=str(REPO / ".venv-mutants" / "bin" / "mutmut"))
+    parser.add_argument("--python", default=str(REPO / ".venv-mutants" / "bin" / "python"), help="mutmut's venv")
     parser.add_argument("--no-diffs", action="store_true", help="do not print the survivors' diffs")
     args = parser.parse_args()
     package = REPO / "bin" / "ta_auth0"
@@ -100,7 +96,7 @@ def main() -> int:
         log = workspace / "mutmut-run.log"
         with open(log, "w", encoding="utf-8") as out:
             code = subprocess.call(
-                [args.mutmut, "run", "--max-children", str(stage.max_children), *names],
+                [*mutmut_command(args.python), "run", "--max-children", str(stage.max_children), *names],
                 cwd=workspace,
                 env=environment(workspace),
                 stdout=out,
@@ -110,7 +106,7 @@ def main() -> int:
         if code != 0:
             print(f"ERROR: mutmut run ({stage.name} tests) exited {code}; its output: {log}", file=sys.stderr)
             return code
-        verdicts = dict(parse_results(mutmut(args.mutmut, workspace, "results", "--all", "true")))
+        verdicts = dict(parse_results(mutmut(args.python, workspace, "results", "--all", "true")))
         if not status:
             status = verdicts
         else:
@@ -125,13 +121,22 @@ def main() -> int:
         if left:
             print("\nNot killed (each is killed by a test or explained in README, Development > Mutation testing):")
         for key in left:
-            print(mutmut(args.mutmut, last, "show", key).rstrip())
+            print(mutmut(args.python, last, "show", key).rstrip())
     return 0
 
 
-def mutmut(command: str, workspace: Path, *args: str) -> str:
+def mutmut_command(python: str) -> List[str]:
+    return [python, str(REPO / "scripts" / "mutmut_cli.py")]
+
+
+def mutmut(python: str, workspace: Path, *args: str) -> str:
     return subprocess.run(
-        [command, *args], cwd=workspace, env=environment(workspace), capture_output=True, text=True, check=True
+        [*mutmut_command(python), *args],
+        cwd=workspace,
+        env=environment(workspace),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 
@@ -150,7 +155,7 @@ def prepare(workspace: Path, stage: Stage, modules: List[str]) -> None:
     settings = {
         "source_paths": ["ta_auth0"],
         "also_copy": list(APP_FILES),
-        "do_not_mutate_patterns": [PROSE_ONLY, SQL],
+        "do_not_mutate_patterns": [SQL],
         "only_mutate": [f"ta_auth0/{module}.py" for module in modules],
         "pytest_add_cli_args_test_selection": list(stage.tests),
         # xdist off: mutmut forks its own workers.

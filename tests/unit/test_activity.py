@@ -285,6 +285,7 @@ def test_parse_date_reads_z_and_z_and_a_date_without_offset_as_utc():
     utc = datetime(2026, 11, 20, 10, 11, 12, 345000, tzinfo=timezone.utc)
     assert activity.parse_date("2026-11-20T10:11:12.345Z") == utc
     assert activity.parse_date("2026-11-20T10:11:12.345z") == utc
+    assert activity.parse_date("2026-11-20T10:11:12.345X") is None
     naive = activity.parse_date("2026-11-20T10:11:12.345")
     assert naive == utc and naive.tzinfo == timezone.utc
 

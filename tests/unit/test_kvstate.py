@@ -245,3 +245,37 @@ def test_the_run_talks_to_splunkd_over_one_kept_alive_connection(splunkd):
     assert handler.connections == 1
     assert len(splunkd.requests) > 15
     handler.close()
+
+
+def http_error(status, body, reason="Service Unavailable"):
+    """splunklib's own HTTPError, built from a response as its binding builds it."""
+    from io import BytesIO
+    from types import SimpleNamespace
+
+    from splunklib import binding
+
+    return binding.HTTPError(SimpleNamespace(status=status, reason=reason, body=BytesIO(body), headers=[]))
+
+
+@pytest.mark.parametrize(
+    "status, body, expected",
+    [
+        # splunkd's JSON error: every message's text, in order.
+        (503, b'{"messages":[{"type":"ERROR","text":"KV Store is initializing."}]}', "503 KV Store is initializing."),
+        (500, b'{"messages":[{"text":"one"},{"type":"WARN"},{"text":"two"}]}', "500 one; two"),
+        # No message text: the HTTP reason.
+        (404, b'{"messages":[]}', "404 Not Found"),
+        (502, b"<html>bad gateway</html>", "502 Not Found"),
+        (500, b"", "500 Not Found"),
+    ],
+)
+def test_an_http_error_is_described_by_its_status_and_splunkds_own_words(status, body, expected):
+    from ta_auth0.kvstate import describe_http_error
+
+    assert describe_http_error(http_error(status, body, reason="Not Found")) == expected
+
+
+def test_an_error_without_a_status_is_its_own_message():
+    from ta_auth0.kvstate import describe_http_error
+
+    assert describe_http_error(ConnectionResetError("connection reset by peer")) == "connection reset by peer"
