@@ -8,6 +8,7 @@ through the real stream writer."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
@@ -51,6 +52,24 @@ class Tenant:
         if uid in self.gone:
             raise UserNotFound(uid)
         return None
+
+
+@contextlib.contextmanager
+def logged():
+    """The add-on's log lines while inside (its logger may not propagate to
+    pytest's caplog: runlog sets it up for splunkd)."""
+    lines = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("ta_auth0")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def login(n, user, date="2026-11-20T10:00:00.000Z", count=None, **extra):
@@ -110,11 +129,11 @@ def test_the_newest_log_date_is_the_newest_of_every_page_whatever_their_order(st
     assert stats.newest_log_date == "2026-11-20T11:00:00.000Z"
 
 
-def test_a_user_gone_from_auth0_is_named_in_the_log_and_classified_by_its_log(state, caplog):
+def test_a_user_gone_from_auth0_is_named_in_the_log_and_classified_by_its_log(state):
     tenant = Tenant([[login(1, "auth0|gone")]], gone={"auth0|gone"})
-    with caplog.at_level(logging.INFO, logger="ta_auth0"):
+    with logged() as lines:
         stats, _ = run(state, tenant)
-    assert "user auth0|gone no longer exists in Auth0: classified by its log alone" in caplog.messages
+    assert "user auth0|gone no longer exists in Auth0: classified by its log alone" in lines
     assert stats.signups == 1
 
 
@@ -151,3 +170,84 @@ def test_a_refused_checkpoint_older_than_retention_restarts_from_the_oldest_log(
 def test_a_start_date_is_written_in_auth0s_format_in_utc_whatever_the_machines_zone(local_time_zone_new_york):
     moment = datetime(2026, 11, 20, 23, 30, 5, 123456, tzinfo=timezone.utc)
     assert collector._iso(moment) == "2026-11-20T23:30:05.123Z"
+
+
+class FlaggingTenant(Tenant):
+    """And flag writes: each recorded with whether it may wait for the rate limit."""
+
+    def __init__(self, *args, shared_bucket=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shared = shared_bucket
+        self.writes = []  # (user, flag, patient)
+        self.idle_work_seen = []  # the idle work in place while logs were read
+
+    def logs_after(self, log_id):
+        self.idle_work_seen.append(self.idle_work)
+        return super().logs_after(log_id)
+
+    def shares_bucket(self, one, other):
+        return self.shared
+
+    def wait_for(self, kind):
+        return 0.0
+
+    def set_user_flag(self, uid, flag, patient):
+        self.writes.append((uid, flag, patient))
+
+
+def test_leftover_flags_go_first_without_waiting_and_the_rest_may_wait_after_the_logs(state):
+    state.commit_page(None, ["auth0|left"], ["auth0|left"])  # queued by an earlier run
+    tenant = FlaggingTenant([[login(1, "auth0|new", count=1)]])
+    stats, _ = run(state, tenant, update_metadata="true", metadata_flag="seen")
+    assert tenant.writes == [("auth0|left", "seen", False), ("auth0|new", "seen", False)]
+    assert stats.flag_writes_done == 2 and state.pending_count() == 0
+    # While logs were read, flag writes were the client's idle work; after the run, nothing is.
+    assert all(work is not None for work in tenant.idle_work_seen) and tenant.idle_work is None
+
+
+def test_on_a_shared_bucket_each_page_is_followed_by_its_own_flag_writes(state):
+    tenant = FlaggingTenant([full_page(1, count=2), [login(101, "auth0|101", count=1)]], shared_bucket=True)
+    run(state, tenant, update_metadata="true")
+    assert [uid for uid, _, _ in tenant.writes] == ["auth0|1", "auth0|2", "auth0|101"]
+    assert all(patient for _, _, patient in tenant.writes)
+
+
+def test_the_heartbeat_runs_before_every_page_and_can_stop_the_run(state):
+    beats = []
+
+    def heartbeat():
+        beats.append(state.checkpoint().log_id)
+        if len(beats) == 2:
+            raise RuntimeError("lease lost")
+
+    params = {"domain": "t", "client_id": "c", "client_secret": "s", "update_metadata": "false"}
+    config = parse_config("auth0_activity://unit", params)
+    writer = EventStream(io.BytesIO()).writer("auth0_activity://unit", "auth0", "h", None)
+    pages = [full_page(1), full_page(101)]
+    collector_ = Collector(config, state, Tenant(pages), writer, time.monotonic() + 60, heartbeat=heartbeat)
+    with pytest.raises(RuntimeError, match="lease lost"):
+        collector_.run()
+    assert beats == ["000000", "000100"] and state.checkpoint().log_id == "000100"
+
+
+def test_a_new_input_says_where_it_starts(tmp_path):
+    with StateStore(str(tmp_path / "new.sqlite")) as fresh, logged() as lines:
+        tenant = Tenant(oldest=[login(7, "auth0|1", date="2026-11-20T10:00:00.000Z")])
+        run(fresh, tenant)
+        assert "new input: starting at log_id 000007 of 2026-11-20T10:00:00.000Z (start_from=oldest)" in lines
+    with StateStore(str(tmp_path / "empty.sqlite")) as fresh, logged() as lines:
+        stats, _ = run(fresh, Tenant(), start_from="2026-11-20")
+        assert "new input: starting at no log yet (start_from=2026-11-20T00:00:00.000Z)" in lines
+        assert stats.caught_up and fresh.start_date() == "2026-11-20T00:00:00.000Z"
+
+
+def test_a_new_input_from_a_date_asks_for_the_logs_since_that_date(tmp_path):
+    class Since(Tenant):
+        def oldest_logs(self, since=None):
+            self.since = since
+            return super().oldest_logs(since)
+
+    tenant = Since(oldest=[login(7, "auth0|1", date="2026-11-21T10:00:00.000Z")])
+    with StateStore(str(tmp_path / "new.sqlite")) as fresh:
+        stats, _ = run(fresh, tenant, start_from="2026-11-21T09:00:00+01:00")
+    assert tenant.since == "2026-11-21T08:00:00.000Z" and stats.logs_read == 1
