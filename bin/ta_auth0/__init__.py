@@ -15,16 +15,22 @@ APP_NAME = "TA-auth0"
 def app_version() -> str:
     """The version in default/app.conf, the one place it is kept."""
     import os
-    import re
 
     conf = os.path.join(
         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "default", "app.conf"
     )
     try:
         with open(conf, encoding="utf-8") as handle:
-            match = re.search(r"^\[id\][^\[]*?^version\s*=\s*(\S+)", handle.read(), re.M | re.S)
+            return version_in(handle.read())
     except OSError:
         return "unknown"
+
+
+def version_in(app_conf: str) -> str:
+    """The `version` of app.conf's [id] stanza (what Splunk shows), "unknown" if none."""
+    import re
+
+    match = re.search(r"^\[id\][^\[]*?^version\s*=\s*(\S+)", app_conf, re.M | re.S)
     return match.group(1) if match else "unknown"
 
 

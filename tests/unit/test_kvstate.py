@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import ssl
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -279,3 +281,99 @@ def test_an_error_without_a_status_is_its_own_message():
     from ta_auth0.kvstate import describe_http_error
 
     assert describe_http_error(ConnectionResetError("connection reset by peer")) == "connection reset by peer"
+
+
+def test_a_held_lease_says_who_holds_it_until_when_and_who_steps_aside(kv):
+    clock = Clock()
+    Lease(kv[LEASES], "s1", "sh1", clock).acquire()
+    with pytest.raises(LeaseHeld) as caught:
+        Lease(kv[LEASES], "s1", "sh2", clock).acquire()
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now + LEASE_TTL_SECONDS))
+    assert str(caught.value) == (
+        f"search head sh1 holds this input's lease (until {until} unless renewed): "
+        "it collects, this member (sh2) steps aside and writes nothing"
+    )
+
+
+def test_a_lease_is_free_at_its_expiry_and_a_released_one_even_on_a_member_whose_clock_is_behind(kv):
+    clock = Clock()
+    Lease(kv[LEASES], "s1", "sh1", clock).acquire()
+    clock.now += LEASE_TTL_SECONDS
+    second = Lease(kv[LEASES], "s1", "sh2", clock)
+    second.acquire()  # at its expiry: free
+    second.release()
+    behind = Clock()
+    behind.now = clock.now - 5  # search heads' clocks differ by seconds
+    Lease(kv[LEASES], "s1", "sh3", behind).acquire()  # released: free, whatever sh3's clock says
+
+
+def test_the_lease_document_names_the_member_and_the_run(splunkd, kv):
+    Lease(kv[LEASES], "s1", "sh1", Clock()).acquire()
+    (doc,) = splunkd.kv_documents(LEASES)
+    assert doc["member"] == "sh1" and doc["released"] is False
+    assert re.fullmatch(rf"{os.getpid()}-[0-9a-f]{{8}}", doc["run"])
+
+
+def test_the_next_generation_follows_the_newest_whatever_else_is_stored(splunkd, kv):
+    clock = Clock()
+    for generation in (2, 1):  # a deletion that has not happened yet
+        splunkd.kv_put(
+            LEASES,
+            {
+                "_key": f"s1.{generation:012d}",
+                "state": "s1",
+                "generation": generation,
+                "member": "old",
+                "expires_at": clock.now - 1,
+                "released": False,
+            },
+        )
+    lease = Lease(kv[LEASES], "s1", "sh1", clock)
+    lease.acquire()
+    assert lease.generation == 3
+
+
+def test_losing_the_race_for_a_generation_names_the_winner(kv):
+    class Racing:
+        """The leases collection, with another member inserting first."""
+
+        def __init__(self, inner, winner):
+            self.inner, self.winner = inner, winner
+
+        def insert_new(self, doc):
+            if self.winner:
+                self.inner.insert_new(dict(doc, member=self.winner))
+            return self.inner.insert_new(doc)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    clock = Clock()
+    with pytest.raises(LeaseHeld, match=r"^search head sh9 holds this input's lease"):
+        Lease(Racing(kv[LEASES], "sh9"), "s1", "sh1", clock).acquire()
+
+
+def test_a_lease_taken_over_says_by_whom_or_that_it_is_gone(splunkd, kv):
+    clock = Clock()
+    mine = Lease(kv[LEASES], "s1", "sh1", clock)
+    mine.acquire()
+    clock.now += LEASE_TTL_SECONDS
+    Lease(kv[LEASES], "s1", "sh2", clock).acquire()
+    with pytest.raises(LeaseLost) as caught:
+        mine.renew()
+    assert str(caught.value).startswith("this input's lease was taken over by sh2 while this run waited: it stops here")
+    splunkd.kv_clear(LEASES)
+    with pytest.raises(LeaseLost) as caught:
+        mine.renew()
+    assert str(caught.value).startswith("this input's lease was taken over while this run waited")
+
+
+def test_renew_and_release_without_a_lease_do_nothing(splunkd, kv):
+    lease = Lease(kv[LEASES], "s1", "sh1", Clock())
+    lease.renew()
+    lease.release()
+    assert splunkd.kv_documents(LEASES) == []
+    lease.acquire()
+    lease.release()
+    lease.renew()  # released: no longer ours to renew
+    assert splunkd.kv_documents(LEASES)[0]["released"] is True

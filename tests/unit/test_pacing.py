@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from ta_auth0.pacing import Limits, Pacer, read_limits
+from ta_auth0.pacing import Bucket, Limits, Pacer, read_limits
 
 LATENCY = 0.005  # seconds one call takes
 
@@ -202,3 +202,54 @@ def test_writes_fitted_into_a_shared_bucket_do_not_earn_a_429_each_refill(reset,
     # one more shows that.
     assert tenant.refused <= most_429s
     assert tenant.elapsed <= (calls - 10) / 10.0 * 1.2
+
+
+# -- one bucket's arithmetic, by hand -------------------------------------------------
+
+
+def test_a_bucket_counts_the_refill_only_while_reset_means_full():
+    trusted = Bucket(limit=10, tokens=2.0, seen=100.0, spent=1, rate=2.0)
+    assert trusted.tokens_at(101.5) == 4.0  # 2 + 1.5 s x 2/s, less the one sent
+    assert trusted.tokens_at(200.0) == 9.0  # never above the limit
+    assert trusted.tokens_at(99.0) == 1.0  # a clock that went back adds nothing
+    doubted = Bucket(limit=10, tokens=2.0, seen=100.0, spent=1, rate=2.0, reset_means_full=False)
+    assert doubted.tokens_at(150.0) == 1.0
+    assert Bucket(limit=10, tokens=3.0, seen=100.0, spent=1).tokens_at(150.0) == 2.0
+
+
+def test_the_most_a_bucket_could_hold_assumes_a_burst_a_second_at_least():
+    assert Bucket(limit=10, tokens=2.0, seen=100.0, spent=1).most_at(100.2) == pytest.approx(3.0)
+    assert Bucket(limit=10, tokens=2.0, seen=100.0, spent=1, rate=20.0).most_at(100.2) == pytest.approx(5.0)
+
+
+def test_a_bucket_waits_for_one_requests_worth():
+    assert Bucket(limit=10, tokens=1.0, seen=100.0, reset=105.0).wait(100.0) == 0.0  # exactly one left
+    assert Bucket(limit=10, tokens=0.0, seen=100.0, rate=4.0).wait(100.0) == 0.25
+    assert Bucket(limit=10, tokens=0.0, seen=100.0, reset=103.0).wait(100.0) == 3.0  # rate unknown: Reset
+    assert Bucket(limit=10, tokens=0.0, seen=100.0, reset=99.0).wait(100.0) == 0.0  # Reset already past
+    assert Bucket(limit=10, tokens=0.0, seen=100.0, reset=1e9).wait(100.0) == 60.0  # but never long
+    assert Bucket(limit=10, tokens=0.0, seen=100.0).wait(100.0) == 1.0  # nothing known: a second
+
+
+def test_a_limit_of_one_request_is_a_limit():
+    headers = {"x-ratelimit-limit": "1", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1800000001"}
+    assert read_limits(headers) == Limits(1, 0, 1_800_000_001.0)
+
+
+def test_every_call_sent_takes_a_token():
+    clock = Clock()
+    pacer = Pacer(clock)
+    pacer.observe("logs", Limits(10, 2, clock.now + 100))
+    pacer.spend("logs")
+    assert pacer.wait("logs") == 0.0
+    pacer.spend("logs")
+    assert pacer.wait("logs") > 0.0
+
+
+def test_an_answer_that_is_not_a_429_keeps_reset_as_full():
+    clock = Clock()
+    pacer = Pacer(clock)
+    pacer.observe("logs", Limits(10, 1, clock.now + 10))
+    pacer.spend("logs")
+    # 9 requests back in 10 s (less a margin): the next in about a second, not at Reset.
+    assert pacer.wait("logs") == pytest.approx(1 / (0.95 * 9 / 10))
