@@ -17,9 +17,11 @@ Why a driver around mutmut, and not `mutmut run` in the repository:
   tests/addon.py); those that need a real process are marked `subprocess`
   and left out here (they still run in make test);
 - passes bound the time (STAGES): the unit tests first, then the end-to-end
-  tests, then the `slow` ones, each for what the passes before left alive.
-  Per mutant, mutmut runs only the tests of the pass that reach the mutated
-  function, and stops at the first failure.
+  tests per group of modules (with the test files of that group's
+  behaviour), then the `slow` ones for the modules that wait, each for what
+  the passes before left alive. Per mutant, mutmut runs only the tests of the
+  pass that reach the mutated function, fastest first (tests/conftest.py),
+  and stops at the first failure.
 """
 
 from __future__ import annotations
@@ -43,22 +45,59 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Stage:
     name: str
+    modules: Tuple[str, ...]  # the modules whose mutants this pass runs; () = all
     tests: Tuple[str, ...]  # pytest arguments, relative to the repository
     markers: str  # the pytest -m expression that picks the pass's tests
     max_children: int
 
 
-# Three passes over the same mutants, cheapest first: each pass gets only
-# what the ones before left alive. The unit tests run in milliseconds and
-# kill most mutants of the pure rules; then the end-to-end tests (in process,
-# against the fake tenant and splunkd), which mostly wait on sockets, so more
-# workers than cores pay off; last the `slow` ones, which wait out back-off
-# and rate-limit resets.
+# Passes over the same mutants, cheapest first: each gets only what the ones
+# before left alive. The unit tests run in milliseconds and kill most mutants
+# of the pure rules. Then the end-to-end tests (in process, against the fake
+# tenant and splunkd), per group of modules with the test files that hold
+# those modules' behaviour: a surviving mutant costs every covering test, and
+# almost every end-to-end test passes through the collector and the Auth0
+# client, so the whole end-to-end suite per survivor would take hours. Last
+# the `slow` tests (back-off, rate-limit resets, the proxy), for the modules
+# that wait: they mostly sleep, so more workers than cores pay off.
 CORES = os.cpu_count() or 2
+UNIT = "tests/unit"
+E2E = "not subprocess and not slow"
+
+
+def e2e(*names: str) -> Tuple[str, ...]:
+    return (UNIT, *(f"tests/e2e/test_{name}.py" for name in names))
+
+
 STAGES = (
-    Stage("unit", ("tests/unit",), "not subprocess", CORES),
-    Stage("e2e", ("tests/unit", "tests/e2e"), "not subprocess and not slow", 4 * CORES),
-    Stage("slow", ("tests/e2e",), "slow and not subprocess", 4 * CORES),
+    Stage("unit", (), (UNIT,), "not subprocess", CORES),
+    Stage(
+        "e2e-rules",
+        ("activity", "collector", "config", "state", "stream", "__init__"),
+        e2e("collect", "collect_all", "promises", "delivery", "faults", "bench_floor"),
+        E2E,
+        4 * CORES,
+    ),
+    Stage(
+        "e2e-auth0", ("auth0_api", "transport", "pacing", "flags"), e2e("faults", "promises", "collect"), E2E, 4 * CORES
+    ),
+    Stage(
+        "e2e-kvstore", ("kvstate", "lease", "stores", "splunkrest"), e2e("cluster", "faults", "collect"), E2E, 4 * CORES
+    ),
+    Stage(
+        "e2e-splunkd",
+        ("credentials", "scheme", "modinput", "runlog"),
+        e2e("secrets", "secret_store_outage", "validation", "collect", "faults"),
+        E2E,
+        4 * CORES,
+    ),
+    Stage(
+        "slow",
+        ("auth0_api", "transport", "pacing", "flags", "collector"),
+        ("tests/e2e",),
+        "slow and not subprocess",
+        4 * CORES,
+    ),
 )
 
 # Message prose (a string literal of four or more words) is not mutated:
@@ -85,13 +124,21 @@ def main() -> int:
     if missing:
         parser.error(f"no such module(s) in bin/ta_auth0: {', '.join(missing)}")
 
+    last_of: Dict[str, Path] = {}  # mutant -> the workspace of its last pass (for `mutmut show`)
     status: Dict[str, str] = {}  # mutant -> its last verdict
     for stage in STAGES:
-        names = [] if not status else [key for key, verdict in status.items() if verdict not in KILLED]
+        scope = [module for module in modules if not stage.modules or module in stage.modules]
+        if not scope:
+            continue
+        names = (
+            []
+            if not status
+            else [key for key, verdict in status.items() if verdict not in KILLED and module_of(key) in scope]
+        )
         if status and not names:
-            break
+            continue
         workspace = REPO / "build" / "mutants" / stage.name
-        prepare(workspace, stage, modules)
+        prepare(workspace, stage, scope)
         started = time.monotonic()
         log = workspace / "mutmut-run.log"
         with open(log, "w", encoding="utf-8") as out:
@@ -111,17 +158,19 @@ def main() -> int:
             status = verdicts
         else:
             status.update((key, verdicts.get(key, status[key])) for key in names)
+        last_of.update((key, workspace) for key in (names or verdicts))
         left = sum(1 for verdict in status.values() if verdict not in KILLED)
-        print(f"== {stage.name} tests: {len(names) or len(status)} mutants run in {took:.0f} s, {left} not killed")
+        print(
+            f"== {stage.name} tests: {len(names) or len(status)} mutants run in {took:.0f} s, {left} not killed in all"
+        )
 
     report(status)
     if not args.no_diffs:
-        last = REPO / "build" / "mutants" / STAGES[-1].name
         left = [key for key, verdict in status.items() if verdict not in KILLED]
         if left:
             print("\nNot killed (each is killed by a test or explained in README, Development > Mutation testing):")
         for key in left:
-            print(mutmut(args.python, last, "show", key).rstrip())
+            print(mutmut(args.python, last_of[key], "show", key).rstrip())
     return 0
 
 
@@ -184,11 +233,16 @@ def parse_results(text: str) -> List[Tuple[str, str]]:
     return [(m.group(1), m.group(2).strip()) for m in map(RESULT_LINE.match, text.splitlines()) if m]
 
 
+def module_of(key: str) -> str:
+    """ta_auth0.<module>.x_<function>, or ta_auth0.x_<function> for __init__."""
+    module = key.split(".")[1]
+    return "__init__" if module.startswith(("x_", "xǁ")) else module
+
+
 def report(status: Dict[str, str]) -> None:
     totals: Dict[str, Counter] = {}
     for key, verdict in status.items():
-        module = key.split(".")[1]  # ta_auth0.<module>.x_<function>, or ta_auth0.x_<function> for __init__
-        totals.setdefault("__init__" if module.startswith(("x_", "xǁ")) else module, Counter())[verdict] += 1
+        totals.setdefault(module_of(key), Counter())[verdict] += 1
     print(f"\n{'module':<14}{'mutants':>9}{'killed':>9}{'survived':>10}{'no tests':>10}{'killed %':>10}")
     grand: Counter = Counter()
     for module in sorted(totals):

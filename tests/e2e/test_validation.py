@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.addon import addon_env
+from tests.addon import addon_env, run_script
 from tests.fakes.seed import (
     LOGS_ONLY_CLIENT_ID,
     LOGS_ONLY_CLIENT_SECRET,
@@ -160,3 +160,36 @@ def test_the_token_a_validation_gets_serves_the_first_run(bed):
     assert result.returncode == 0, result.stderr
     assert result.summary()["tokens_requested"] == "0"
     assert bed.tenant.tokens_issued == 1
+
+
+# The Data inputs form, as splunkd builds it from --scheme: the labels an admin
+# sees (README, The Splunk side), which fields the form requires, the types.
+FORM = {
+    "domain": ("Auth0 domain", True, "string"),
+    "client_id": ("Client ID", True, "string"),
+    "client_secret": ("Client secret", True, "string"),
+    "start_from": ("Start from", False, "string"),
+    "update_metadata": ("Update the signed-up flag", False, "boolean"),
+    "metadata_flag": ("Flag name", False, "string"),
+    "collect": ("Collect", False, "string"),
+    "proxy_url": ("Proxy URL", False, "string"),
+    "log_level": ("Log level", False, "string"),
+    "state_store": ("State store", False, "string"),
+}
+
+
+def test_the_scheme_gives_splunkd_the_form_every_parameter_and_external_validation(bed):
+    done = run_script(["--scheme"], "", bed.env)
+    assert done.returncode == 0, done.stderr
+    scheme = ET.fromstring(done.stdout.decode())
+    assert scheme.findtext("title") == "Auth0 activity"
+    assert "sourcetype auth0_activity" in scheme.findtext("description")
+    assert (scheme.findtext("use_external_validation"), scheme.findtext("use_single_instance")) == ("true", "false")
+    assert scheme.findtext("streaming_mode") == "xml"
+    args = list(scheme.iter("arg"))
+    form = {
+        a.get("name"): (a.findtext("title"), a.findtext("required_on_create") == "true", a.findtext("data_type"))
+        for a in args
+    }
+    assert form == FORM
+    assert all(arg.findtext("required_on_edit") == "false" and arg.findtext("description") for arg in args)
