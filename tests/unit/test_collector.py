@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from ta_auth0 import collector
-from ta_auth0.auth0_api import Auth0RequestError, Auth0Unavailable, CheckpointExpired, UserNotFound
+from ta_auth0.auth0_api import Auth0RequestError, Auth0Unavailable, CheckpointExpired, RateLimited, UserNotFound
 from ta_auth0.collector import Collector
 from ta_auth0.config import parse_config
 from ta_auth0.state import Checkpoint, StateStore
@@ -87,14 +87,15 @@ def state(tmp_path):
         yield store
 
 
-def run(state, tenant, **params):
+def run(state, tenant, seconds=60.0, ran_before=None, **params):
     config = parse_config(
         "auth0_activity://unit",
         dict({"domain": "t.auth0.com", "client_id": "cid", "client_secret": "s", "update_metadata": "false"}, **params),
     )
     out = io.BytesIO()
     writer = EventStream(out).writer("auth0_activity://unit", "auth0", "h", None)
-    stats = Collector(config, state, tenant, writer, time.monotonic() + 60).run()
+    more = {} if ran_before is None else {"ran_before": ran_before}
+    stats = Collector(config, state, tenant, writer, time.monotonic() + seconds, **more).run()
     return stats, out.getvalue().decode()
 
 
@@ -155,8 +156,12 @@ def test_with_update_metadata_false_no_flag_write_is_queued(state):
 def test_a_refused_checkpoint_that_retention_does_not_explain_stops_the_run(state, oldest):
     tenant = Tenant(oldest=oldest)
     tenant.expired = True
-    with pytest.raises(Auth0RequestError, match="refused to read logs after the checkpoint log_id 000000"):
+    with pytest.raises(Auth0RequestError) as caught:
         run(state, tenant)
+    assert str(caught.value) == (
+        "Auth0 refused to read logs after the checkpoint log_id 000000 (400 invalid from=000000), "
+        "and the checkpoint is still within the tenant's retention"
+    )
     assert state.checkpoint().log_id == "000000"
 
 
@@ -175,9 +180,10 @@ def test_a_start_date_is_written_in_auth0s_format_in_utc_whatever_the_machines_z
 class FlaggingTenant(Tenant):
     """And flag writes: each recorded with whether it may wait for the rate limit."""
 
-    def __init__(self, *args, shared_bucket=False, **kwargs):
+    def __init__(self, *args, shared_bucket=False, bucket_empty=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.shared = shared_bucket
+        self.bucket_empty = bucket_empty  # a write that may not wait meets a rate limit
         self.writes = []  # (user, flag, patient)
         self.idle_work_seen = []  # the idle work in place while logs were read
 
@@ -193,6 +199,8 @@ class FlaggingTenant(Tenant):
 
     def set_user_flag(self, uid, flag, patient):
         self.writes.append((uid, flag, patient))
+        if self.bucket_empty and not patient:
+            raise RateLimited("Auth0 rate limit (429) on users_write; deferred")
 
 
 def test_leftover_flags_go_first_without_waiting_and_the_rest_may_wait_after_the_logs(state):
@@ -235,6 +243,7 @@ def test_a_new_input_says_where_it_starts(tmp_path):
         tenant = Tenant(oldest=[login(7, "auth0|1", date="2026-11-20T10:00:00.000Z")])
         run(fresh, tenant)
         assert "new input: starting at log_id 000007 of 2026-11-20T10:00:00.000Z (start_from=oldest)" in lines
+        assert not [line for line in lines if "run before" in line]  # a new input, not a lost state
     with StateStore(str(tmp_path / "empty.sqlite")) as fresh, logged() as lines:
         stats, _ = run(fresh, Tenant(), start_from="2026-11-20")
         assert "new input: starting at no log yet (start_from=2026-11-20T00:00:00.000Z)" in lines
@@ -251,3 +260,57 @@ def test_a_new_input_from_a_date_asks_for_the_logs_since_that_date(tmp_path):
     with StateStore(str(tmp_path / "new.sqlite")) as fresh:
         stats, _ = run(fresh, tenant, start_from="2026-11-21T09:00:00+01:00")
     assert tenant.since == "2026-11-21T08:00:00.000Z" and stats.logs_read == 1
+
+
+def test_an_empty_page_after_a_full_one_means_caught_up(state):
+    stats, _ = run(state, Tenant([full_page(1), []]))
+    assert stats.caught_up and stats.logs_read == 100
+
+
+def test_a_run_out_of_time_says_where_the_next_goes_on(state):
+    with logged() as lines:
+        stats, _ = run(state, Tenant([full_page(1)]), seconds=-1)
+    assert "time budget of 600s spent: continuing from log_id 000000 next interval" in lines
+    assert not stats.caught_up and stats.logs_read == 0
+
+
+def test_the_lag_is_now_minus_the_newest_log_read():
+    from ta_auth0.collector import RunStats
+
+    newest = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc).timestamp()
+    assert RunStats(newest_log_date="2026-11-20T10:00:00.000Z").lag_seconds(newest + 90.5) == 90.5
+    assert RunStats(newest_log_date="2026-11-20T10:00:00.000Z").lag_seconds(newest - 5) == 0.0  # clock skew
+    assert RunStats().lag_seconds(newest) is None
+
+
+def test_an_input_that_ran_before_and_lost_its_state_goes_on_after_the_newest_log_and_says_what_may_be_missing(
+    tmp_path,
+):
+    newest = login(9000, "auth0|1", date="2026-11-20T10:00:00.000Z")
+    with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as lines:
+        stats, events = run(wiped, Tenant(newest=newest), ran_before=True)
+        assert wiped.checkpoint() == Checkpoint("009000", "2026-11-20T10:00:00.000Z")
+    assert stats.last_log_id == "009000" and stats.logs_read == 0 and "<event" not in events
+    (line,) = [line for line in lines if "has run before" in line]
+    assert line.startswith(
+        "this input has run before but found no state (checkpoint file wiped, or the input moved to another "
+        "search head; on a search head cluster or Splunk Cloud use state_store = kvstore): to send nothing "
+        "twice it goes on after the newest log, log_id 009000 of 2026-11-20T10:00:00.000Z. Logs from the "
+        "newest event of this input in Splunk up to 2026-11-20T10:00:00.000Z may be missing: find where they "
+        "stop with `sourcetype=auth0_activity host=t.auth0.com | stats max(_time)`;"
+    )
+    assert line.endswith("disabled once it reaches 2026-11-20T10:00:00.000Z, fills the gap")
+
+
+def test_an_input_that_ran_before_on_a_tenant_without_logs_starts_afresh_and_says_so(tmp_path):
+    with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as lines:
+        stats, _ = run(wiped, Tenant(), ran_before=True, start_from="2026-11-20")
+        assert wiped.start_date() == "2026-11-20T00:00:00.000Z" and stats.caught_up
+    assert "this input has run before but its state is gone, and the tenant has no log: starting afresh" in lines
+
+
+def test_flags_the_rate_limit_held_back_go_after_the_last_page_waiting_as_needed(state):
+    tenant = FlaggingTenant([[login(1, "auth0|new", count=1)]], bucket_empty=True)
+    stats, _ = run(state, tenant, update_metadata="true")
+    assert tenant.writes[-1] == ("auth0|new", "signedUp", True)
+    assert stats.flag_writes_done == 1 and state.pending_count() == 0

@@ -7,7 +7,8 @@ import ta_auth0
 from tests.addon import APP_DIR
 
 
-def test_the_version_is_app_confs_and_the_user_agent_carries_it():
+def test_the_version_is_app_confs_and_the_user_agent_carries_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # splunkd starts the script from anywhere
     conf = configparser.ConfigParser()
     conf.read(os.path.join(APP_DIR, "default", "app.conf"), encoding="utf-8")
     assert ta_auth0.app_version() == conf["id"]["version"]
