@@ -454,7 +454,7 @@ def _retry_after(headers: Any) -> float:
 def _reason(exc: Exception) -> str:
     """The innermost cause, short: urllib3 nests the socket and TLS errors deeply."""
     text = str(exc)
-    for pattern in (r"\[SSL: [^\]]+\][^')\"]*", r"Name or service not known", r"Connection refused", r"timed out"):
+    for pattern in (r"\[SSL: [^\]]+\][^')(\"]*", r"Name or service not known", r"Connection refused", r"timed out"):
         match = re.search(pattern, text)
         if match:
             return match.group(0).strip()
