@@ -116,6 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", help="comma-separated modules of bin/ta_auth0 (default: all)")
     parser.add_argument("--python", default=str(REPO / ".venv-mutants" / "bin" / "python"), help="mutmut's venv")
+    parser.add_argument("--out", default=str(REPO / "build" / "mutants"), help="where the passes' workspaces go")
     parser.add_argument("--no-diffs", action="store_true", help="do not print the survivors' diffs")
     args = parser.parse_args()
     package = REPO / "bin" / "ta_auth0"
@@ -137,7 +138,7 @@ def main() -> int:
         )
         if status and not names:
             continue
-        workspace = REPO / "build" / "mutants" / stage.name
+        workspace = Path(args.out).resolve() / stage.name
         prepare(workspace, stage, scope)
         started = time.monotonic()
         log = workspace / "mutmut-run.log"

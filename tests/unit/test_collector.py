@@ -8,9 +8,7 @@ through the real stream writer."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
 import time
 from datetime import datetime, timezone
 
@@ -23,6 +21,7 @@ from ta_auth0.config import parse_config
 from ta_auth0.state import Checkpoint, StateStore
 from ta_auth0.stream import EventStream
 from ta_auth0.transport import LogPage
+from tests.unit.logs import logged, messages
 
 
 class Tenant:
@@ -52,24 +51,6 @@ class Tenant:
         if uid in self.gone:
             raise UserNotFound(uid)
         return None
-
-
-@contextlib.contextmanager
-def logged():
-    """The add-on's log lines while inside (its logger may not propagate to
-    pytest's caplog: runlog sets it up for splunkd)."""
-    lines = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logger = logging.getLogger("ta_auth0")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def login(n, user, date="2026-11-20T10:00:00.000Z", count=None, **extra):
@@ -132,9 +113,9 @@ def test_the_newest_log_date_is_the_newest_of_every_page_whatever_their_order(st
 
 def test_a_user_gone_from_auth0_is_named_in_the_log_and_classified_by_its_log(state):
     tenant = Tenant([[login(1, "auth0|gone")]], gone={"auth0|gone"})
-    with logged() as lines:
+    with logged() as records:
         stats, _ = run(state, tenant)
-    assert "user auth0|gone no longer exists in Auth0: classified by its log alone" in lines
+    assert "user auth0|gone no longer exists in Auth0: classified by its log alone" in messages(records)
     assert stats.signups == 1
 
 
@@ -239,14 +220,16 @@ def test_the_heartbeat_runs_before_every_page_and_can_stop_the_run(state):
 
 
 def test_a_new_input_says_where_it_starts(tmp_path):
-    with StateStore(str(tmp_path / "new.sqlite")) as fresh, logged() as lines:
+    with StateStore(str(tmp_path / "new.sqlite")) as fresh, logged() as records:
         tenant = Tenant(oldest=[login(7, "auth0|1", date="2026-11-20T10:00:00.000Z")])
         run(fresh, tenant)
-        assert "new input: starting at log_id 000007 of 2026-11-20T10:00:00.000Z (start_from=oldest)" in lines
-        assert not [line for line in lines if "run before" in line]  # a new input, not a lost state
-    with StateStore(str(tmp_path / "empty.sqlite")) as fresh, logged() as lines:
+        assert "new input: starting at log_id 000007 of 2026-11-20T10:00:00.000Z (start_from=oldest)" in messages(
+            records
+        )
+        assert not [line for line in messages(records) if "run before" in line]  # a new input, not a lost state
+    with StateStore(str(tmp_path / "empty.sqlite")) as fresh, logged() as records:
         stats, _ = run(fresh, Tenant(), start_from="2026-11-20")
-        assert "new input: starting at no log yet (start_from=2026-11-20T00:00:00.000Z)" in lines
+        assert "new input: starting at no log yet (start_from=2026-11-20T00:00:00.000Z)" in messages(records)
         assert stats.caught_up and fresh.start_date() == "2026-11-20T00:00:00.000Z"
 
 
@@ -268,9 +251,9 @@ def test_an_empty_page_after_a_full_one_means_caught_up(state):
 
 
 def test_a_run_out_of_time_says_where_the_next_goes_on(state):
-    with logged() as lines:
+    with logged() as records:
         stats, _ = run(state, Tenant([full_page(1)]), seconds=-1)
-    assert "time budget of 600s spent: continuing from log_id 000000 next interval" in lines
+    assert "time budget of 600s spent: continuing from log_id 000000 next interval" in messages(records)
     assert not stats.caught_up and stats.logs_read == 0
 
 
@@ -287,11 +270,11 @@ def test_an_input_that_ran_before_and_lost_its_state_goes_on_after_the_newest_lo
     tmp_path,
 ):
     newest = login(9000, "auth0|1", date="2026-11-20T10:00:00.000Z")
-    with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as lines:
+    with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as records:
         stats, events = run(wiped, Tenant(newest=newest), ran_before=True)
         assert wiped.checkpoint() == Checkpoint("009000", "2026-11-20T10:00:00.000Z")
     assert stats.last_log_id == "009000" and stats.logs_read == 0 and "<event" not in events
-    (line,) = [line for line in lines if "has run before" in line]
+    (line,) = [line for line in messages(records) if "has run before" in line]
     assert line.startswith(
         "this input has run before but found no state (checkpoint file wiped, or the input moved to another "
         "search head; on a search head cluster or Splunk Cloud use state_store = kvstore): to send nothing "
@@ -303,10 +286,12 @@ def test_an_input_that_ran_before_and_lost_its_state_goes_on_after_the_newest_lo
 
 
 def test_an_input_that_ran_before_on_a_tenant_without_logs_starts_afresh_and_says_so(tmp_path):
-    with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as lines:
+    with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as records:
         stats, _ = run(wiped, Tenant(), ran_before=True, start_from="2026-11-20")
         assert wiped.start_date() == "2026-11-20T00:00:00.000Z" and stats.caught_up
-    assert "this input has run before but its state is gone, and the tenant has no log: starting afresh" in lines
+    assert "this input has run before but its state is gone, and the tenant has no log: starting afresh" in messages(
+        records
+    )
 
 
 def test_flags_the_rate_limit_held_back_go_after_the_last_page_waiting_as_needed(state):

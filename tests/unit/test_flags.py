@@ -4,7 +4,6 @@ stays queued. The real client's pacing and HTTP are the end-to-end tests'."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 
@@ -13,6 +12,7 @@ import pytest
 from ta_auth0.auth0_api import Auth0RequestError, Auth0Unavailable, RateLimited, UserNotFound
 from ta_auth0.flags import FlagWriter
 from ta_auth0.state import StateStore
+from tests.unit.logs import logged, messages
 
 
 class Users:
@@ -54,22 +54,6 @@ def writer(state, api, deadline=60.0):
     return FlagWriter(state, api, "signedUp", time.monotonic() + deadline)
 
 
-@contextlib.contextmanager
-def logged():
-    records = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    logger = logging.getLogger("ta_auth0")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
 def test_drain_writes_every_queued_flag_oldest_first_and_forgets_them(state):
     queue(state, "u1", "u2", "u3")
     api = Users()
@@ -95,7 +79,7 @@ def test_a_user_deleted_since_is_skipped_and_named(state):
     with logged() as records:
         flags.drain()
     assert flags.stats.skipped == 1 and flags.stats.done == 1 and state.pending_count() == 0
-    assert "user gone was deleted from Auth0 since its event: flag write skipped" in [r.getMessage() for r in records]
+    assert "user gone was deleted from Auth0 since its event: flag write skipped" in messages(records)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,30 @@
+"""The add-on's log records, read in a unit test.
+
+The `ta_auth0` logger may not propagate to pytest's caplog (runlog sets it up
+for splunkd), so a handler of its own is attached for the test's duration."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+
+@contextlib.contextmanager
+def logged():
+    """Yields the list of LogRecords the add-on logs at INFO and above inside."""
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("ta_auth0")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def messages(records) -> list:
+    return [record.getMessage() for record in records]
