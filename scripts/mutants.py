@@ -93,7 +93,7 @@ STAGES = (
     ),
     Stage(
         "slow",
-        ("auth0_api", "transport", "pacing", "flags", "collector"),
+        ("auth0_api", "transport", "pacing", "flags", "collector", "credentials"),  # credentials: the proxy's password
         ("tests/e2e",),
         "slow and not subprocess",
         4 * CORES,

@@ -68,15 +68,16 @@ def state(tmp_path):
         yield store
 
 
-def run(state, tenant, seconds=60.0, ran_before=None, **params):
+def run(state, tenant, seconds=60.0, collector_options=None, **params):
+    """One run of an input with these parameters; `collector_options`: the
+    Collector's own (heartbeat, ran_before), its defaults when not given."""
     config = parse_config(
         "auth0_activity://unit",
         dict({"domain": "t.auth0.com", "client_id": "cid", "client_secret": "s", "update_metadata": "false"}, **params),
     )
     out = io.BytesIO()
     writer = EventStream(out).writer("auth0_activity://unit", "auth0", "h", None)
-    more = {} if ran_before is None else {"ran_before": ran_before}
-    stats = Collector(config, state, tenant, writer, time.monotonic() + seconds, **more).run()
+    stats = Collector(config, state, tenant, writer, time.monotonic() + seconds, **(collector_options or {})).run()
     return stats, out.getvalue().decode()
 
 
@@ -92,7 +93,7 @@ def test_signups_and_logins_are_counted_over_every_page(state):
     assert stats.last_log_id == "000201" and stats.caught_up
 
 
-def test_a_page_without_any_log_id_is_written_then_stops_the_run_at_the_checkpoint(state):
+def test_a_page_without_any_log_id_stops_the_run_and_leaves_the_checkpoint(state):
     tenant = Tenant([[{"type": "s", "user_id": "auth0|1", "date": "2026-11-20T10:00:00.000Z"}]])
     with pytest.raises(Auth0Unavailable, match="page of logs without log_id: cannot move the checkpoint"):
         run(state, tenant)
@@ -209,13 +210,8 @@ def test_the_heartbeat_runs_before_every_page_and_can_stop_the_run(state):
         if len(beats) == 2:
             raise RuntimeError("lease lost")
 
-    params = {"domain": "t", "client_id": "c", "client_secret": "s", "update_metadata": "false"}
-    config = parse_config("auth0_activity://unit", params)
-    writer = EventStream(io.BytesIO()).writer("auth0_activity://unit", "auth0", "h", None)
-    pages = [full_page(1), full_page(101)]
-    collector_ = Collector(config, state, Tenant(pages), writer, time.monotonic() + 60, heartbeat=heartbeat)
     with pytest.raises(RuntimeError, match="lease lost"):
-        collector_.run()
+        run(state, Tenant([full_page(1), full_page(101)]), collector_options={"heartbeat": heartbeat})
     assert beats == ["000000", "000100"] and state.checkpoint().log_id == "000100"
 
 
@@ -271,7 +267,7 @@ def test_an_input_that_ran_before_and_lost_its_state_goes_on_after_the_newest_lo
 ):
     newest = login(9000, "auth0|1", date="2026-11-20T10:00:00.000Z")
     with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as records:
-        stats, events = run(wiped, Tenant(newest=newest), ran_before=True)
+        stats, events = run(wiped, Tenant(newest=newest), collector_options={"ran_before": True})
         assert wiped.checkpoint() == Checkpoint("009000", "2026-11-20T10:00:00.000Z")
     assert stats.last_log_id == "009000" and stats.logs_read == 0 and "<event" not in events
     (line,) = [line for line in messages(records) if "has run before" in line]
@@ -287,7 +283,7 @@ def test_an_input_that_ran_before_and_lost_its_state_goes_on_after_the_newest_lo
 
 def test_an_input_that_ran_before_on_a_tenant_without_logs_starts_afresh_and_says_so(tmp_path):
     with StateStore(str(tmp_path / "wiped.sqlite")) as wiped, logged() as records:
-        stats, _ = run(wiped, Tenant(), ran_before=True, start_from="2026-11-20")
+        stats, _ = run(wiped, Tenant(), collector_options={"ran_before": True}, start_from="2026-11-20")
         assert wiped.start_date() == "2026-11-20T00:00:00.000Z" and stats.caught_up
     assert "this input has run before but its state is gone, and the tenant has no log: starting afresh" in messages(
         records
