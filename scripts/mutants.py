@@ -118,16 +118,23 @@ def main() -> int:
     parser.add_argument("--python", default=str(REPO / ".venv-mutants" / "bin" / "python"), help="mutmut's venv")
     parser.add_argument("--out", default=str(REPO / "build" / "mutants"), help="where the passes' workspaces go")
     parser.add_argument("--no-diffs", action="store_true", help="do not print the survivors' diffs")
+    parser.add_argument(
+        "--passes",
+        help=f"comma-separated passes to run, e.g. unit (default: all of {', '.join(s.name for s in STAGES)})",
+    )
     args = parser.parse_args()
     package = REPO / "bin" / "ta_auth0"
     modules = args.modules.split(",") if args.modules else sorted(path.stem for path in package.glob("*.py"))
     missing = [module for module in modules if not (package / f"{module}.py").exists()]
     if missing:
         parser.error(f"no such module(s) in bin/ta_auth0: {', '.join(missing)}")
+    stages = [stage for stage in STAGES if not args.passes or stage.name in args.passes.split(",")]
+    if not stages:
+        parser.error(f"no such pass(es): {args.passes}")
 
     last_of: Dict[str, Path] = {}  # mutant -> the workspace of its last pass (for `mutmut show`)
     status: Dict[str, str] = {}  # mutant -> its last verdict
-    for stage in STAGES:
+    for stage in stages:
         scope = [module for module in modules if not stage.modules or module in stage.modules]
         if not scope:
             continue
@@ -170,8 +177,9 @@ def main() -> int:
         left = [key for key, verdict in status.items() if verdict not in KILLED]
         if left:
             print("\nNot killed (each is killed by a test or explained in README, Development > Mutation testing):")
-        for key in left:
-            print(mutmut(args.python, last_of[key], "show", key).rstrip())
+        for workspace in sorted({last_of[key] for key in left}):
+            names = "\n".join(key for key in left if last_of[key] == workspace)
+            print(mutmut(args.python, workspace, "show-stdin", stdin=names).rstrip())
     return 0
 
 
@@ -179,9 +187,10 @@ def mutmut_command(python: str) -> List[str]:
     return [python, str(REPO / "scripts" / "mutmut_cli.py")]
 
 
-def mutmut(python: str, workspace: Path, *args: str) -> str:
+def mutmut(python: str, workspace: Path, *args: str, stdin: str = "") -> str:
     return subprocess.run(
         [*mutmut_command(python), *args],
+        input=stdin,
         cwd=workspace,
         env=environment(workspace),
         capture_output=True,

@@ -9,6 +9,9 @@ arguments and the code around it are still mutated. Short strings (keys,
 formats, separators, markup, Auth0's error texts matched by the code) have
 fewer words and are mutated as usual.
 
+It also adds `show-stdin`: `mutmut show` for each mutant named on stdin, in
+one process (one `mutmut show` process per survivor costs a second each).
+
 mutmut offers no hook for this (its do_not_mutate_patterns skip whole
 lines, with their arguments), so this swaps its string operator in the
 operator table before the CLI runs; mutmut builds the mutants in forked
@@ -21,7 +24,7 @@ import re
 import sys
 
 import libcst as cst
-from mutmut.__main__ import cli
+from mutmut.__main__ import cli, show
 from mutmut.mutation import mutators
 
 PROSE_WORDS = 4
@@ -40,6 +43,12 @@ def is_prose(node: cst.BaseString) -> bool:
 def _strings_but_prose(node: cst.BaseString):
     if not is_prose(node):
         yield from mutators.operator_string(node)
+
+
+@cli.command("show-stdin")
+def show_stdin() -> None:
+    for name in sys.stdin.read().split():
+        show.callback(name)
 
 
 def main() -> int:
