@@ -65,7 +65,7 @@ class FlagWriter:
         else:
             self.drain(patient=False)
 
-    def drain(self, limit: Optional[int] = None, patient: bool = True) -> None:
+    def drain(self, *, patient: bool, limit: Optional[int] = None) -> None:
         """Write queued flags until none is left, `limit` are written, the run's
         time is spent, or (not patient) the bucket has no room now."""
         written = 0

@@ -66,20 +66,21 @@ def test_drain_writes_every_queued_flag_oldest_first_and_forgets_them(state):
 def test_drain_stops_at_its_limit_and_at_the_runs_deadline(state):
     queue(state, "u1", "u2", "u3")
     api = Users()
-    writer(state, api).drain(limit=2)
+    writer(state, api).drain(limit=2, patient=True)
     assert [uid for uid, _, _ in api.writes] == ["u1", "u2"] and state.pending_flags() == ["u3"]
-    writer(state, api, deadline=-1).drain()
+    writer(state, api, deadline=-1).drain(patient=True)
     assert state.pending_flags() == ["u3"]
 
 
 def test_a_user_deleted_since_is_skipped_and_named(state):
-    queue(state, "gone", "u2")
-    api = Users({"gone": UserNotFound("404")})
+    queue(state, "gone", "u2", "gone too")
+    api = Users({"gone": UserNotFound("404"), "gone too": UserNotFound("404")})
     flags = writer(state, api)
     with logged() as records:
-        flags.drain()
-    assert flags.stats.skipped == 1 and flags.stats.done == 1 and state.pending_count() == 0
+        flags.drain(patient=True)
+    assert flags.stats.skipped == 2 and flags.stats.done == 1 and state.pending_count() == 0
     assert "user gone was deleted from Auth0 since its event: flag write skipped" in messages(records)
+    assert "user gone too was deleted from Auth0 since its event: flag write skipped" in messages(records)
 
 
 @pytest.mark.parametrize(
@@ -125,14 +126,20 @@ def test_idle_work_writes_one_flag_when_its_bucket_has_room(state):
     assert api.writes == [("u1", "signedUp", False)] and state.pending_flags() == ["u2"]
     api.wait = 2.5
     assert flags.write_one_now() == 2.5 and len(api.writes) == 1  # no room: says when
+    api.wait = 0.25
+    assert flags.write_one_now() == 0.25 and len(api.writes) == 1  # a quarter second is not room either
     api.wait = 0.0
     assert flags.write_one_now() == 0.0
     assert flags.write_one_now() == float("inf")  # nothing left
 
 
-def test_idle_work_that_fails_says_there_is_nothing_to_do_now(state):
+@pytest.mark.parametrize(
+    "error",
+    [RateLimited("429"), Auth0Unavailable("Auth0 answered 503"), Auth0RequestError("Auth0 answered 400", 400, "x")],
+)
+def test_idle_work_that_fails_says_there_is_nothing_to_do_now(state, error):
     queue(state, "u1")
-    flags = writer(state, Users({"u1": RateLimited("429")}))
+    flags = writer(state, Users({"u1": error}))
     assert flags.write_one_now() == float("inf")
     assert state.pending_flags() == ["u1"]
 

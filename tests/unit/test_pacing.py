@@ -253,3 +253,154 @@ def test_an_answer_that_is_not_a_429_keeps_reset_as_full():
     pacer.spend("logs")
     # 9 requests back in 10 s (less a margin): the next in about a second, not at Reset.
     assert pacer.wait("logs") == pytest.approx(1 / (0.95 * 9 / 10))
+
+
+# -- what one answer teaches, call by call ---------------------------------------------
+# The client sends one call at a time: spend, then the answer's observe.
+
+
+def answered(pacer, kind, limits, throttled=False):
+    pacer.spend(kind)
+    pacer.observe(kind, limits, throttled)
+
+
+def two_kinds_with_one_limit(clock):
+    """logs and users_write, each first answered with the limit 10: one bucket each."""
+    pacer = Pacer(clock)
+    answered(pacer, "logs", Limits(10, 9, clock.now + 1))
+    answered(pacer, "users_write", Limits(10, 8, clock.now + 2))
+    assert not pacer.shares("logs", "users_write")
+    return pacer
+
+
+def empty(pacer, kind, left):
+    for _ in range(left):
+        pacer.spend(kind)
+
+
+def test_one_request_fewer_than_a_kinds_own_calls_explain_is_rounding_two_is_sharing():
+    clock = Clock()
+    pacer = two_kinds_with_one_limit(clock)
+    answered(pacer, "logs", Limits(10, 7, clock.now + 3))  # 9 less this call: 8 expected, 7 is within a request
+    assert not pacer.shares("logs", "users_write")
+    clock = Clock()
+    pacer = two_kinds_with_one_limit(clock)
+    answered(pacer, "logs", Limits(10, 6, clock.now + 3))
+    assert pacer.shares("logs", "users_write")
+
+
+def test_a_shared_bucket_is_left_only_for_more_than_one_request_above_what_it_could_hold():
+    clock = Clock()
+    pacer = two_kinds_with_one_limit(clock)
+    answered(pacer, "logs", Limits(10, 6, clock.now + 3))
+    assert pacer.shares("logs", "users_write")
+    answered(pacer, "logs", Limits(10, 6, clock.now + 3))  # 6 less this call could be 5: within a request
+    assert pacer.shares("logs", "users_write")
+    answered(pacer, "logs", Limits(10, 7, clock.now + 3))  # 6 less this call: 5, and 7 is left
+    assert not pacer.shares("logs", "users_write")
+
+
+def test_a_429_that_sharing_explains_keeps_reset_as_full():
+    clock = Clock()
+    pacer = two_kinds_with_one_limit(clock)
+    answered(pacer, "logs", Limits(10, 0, clock.now + 10), throttled=True)
+    assert pacer.shares("logs", "users_write")
+    # Both kinds' answers gave 0.95 requests a second: the next in about a second, not at Reset.
+    assert pacer.wait("logs") == pytest.approx(1 / 0.95)
+
+
+def test_fewer_left_in_a_bucket_already_shared_is_not_taken_for_a_429():
+    clock = Clock()
+    pacer = two_kinds_with_one_limit(clock)
+    answered(pacer, "logs", Limits(10, 6, clock.now + 3))
+    answered(pacer, "users_write", Limits(10, 5, clock.now + 3))
+    answered(pacer, "logs", Limits(10, 2, clock.now + 4))  # others drew again: fewer, but nothing new
+    empty(pacer, "logs", 2)
+    assert pacer.wait("logs") == pytest.approx(1 / (0.95 * 8 / 4))  # the refill rate, not Reset's 4 s
+
+
+@pytest.mark.parametrize("learned", ["first", "second"])
+def test_a_shared_bucket_keeps_the_refill_rate_either_kind_learned(learned):
+    clock = Clock()
+    pacer = Pacer(clock)
+    # A full bucket teaches no rate; 4 of 10 back in 2 s: 1.9/s.
+    first, second = (Limits(10, 6, clock.now + 2), Limits(10, 10, clock.now + 1))[:: 1 if learned == "first" else -1]
+    answered(pacer, "logs", first)
+    answered(pacer, "users_write", second)
+    answered(pacer, "logs", Limits(10, 0, clock.now + 30), throttled=True)  # an empty bucket teaches none
+    assert pacer.shares("logs", "users_write")
+    assert pacer.wait("logs") == pytest.approx(1 / 1.9)
+
+
+@pytest.mark.parametrize("slower", ["first", "second"])
+def test_a_shared_bucket_refills_no_faster_than_the_slower_estimate(slower):
+    clock = Clock()
+    pacer = Pacer(clock)
+    slow, fast = Limits(10, 9, clock.now + 2), Limits(10, 8, clock.now + 1)  # 0.475/s, 1.9/s
+    answered(pacer, "logs", slow if slower == "first" else fast)
+    answered(pacer, "users_write", fast if slower == "first" else slow)
+    answered(pacer, "logs", Limits(10, 0, clock.now + 30), throttled=True)
+    assert pacer.shares("logs", "users_write")
+    assert pacer.wait("logs") == pytest.approx(1 / 0.475)
+
+
+def test_a_shared_bucket_waits_for_reset_if_either_kind_learned_that_reset_is_the_next_request():
+    clock = Clock()
+    pacer = two_kinds_with_one_limit(clock)
+    answered(pacer, "users_write", Limits(10, 0, clock.now + 5), throttled=True)  # alone: unexplained
+    answered(pacer, "logs", Limits(10, 0, clock.now + 7), throttled=True)  # users_write drew: shared
+    assert pacer.shares("logs", "users_write")
+    assert pacer.wait("logs") == 7.0
+
+
+def test_three_kinds_drawing_on_one_bucket_are_all_found_at_once():
+    clock = Clock()
+    pacer = Pacer(clock)
+    answered(pacer, "logs", Limits(10, 9, clock.now + 1))
+    answered(pacer, "users_read", Limits(10, 8, clock.now + 2))
+    answered(pacer, "users_write", Limits(10, 7, clock.now + 3))
+    answered(pacer, "logs", Limits(10, 4, clock.now + 6))
+    assert pacer.shares("logs", "users_read") and pacer.shares("logs", "users_write")
+
+
+def test_a_kind_whose_limit_changes_keeps_what_it_learned_of_reset_not_what_another_kind_did():
+    clock = Clock()
+    pacer = Pacer(clock)
+    answered(pacer, "logs", Limits(10, 9, clock.now + 1))
+    answered(pacer, "users_write", Limits(5, 0, clock.now + 5), throttled=True)  # Reset means the next request
+    answered(pacer, "logs", Limits(20, 19, clock.now + 2))  # another limit: a bucket of its own
+    empty(pacer, "logs", 19)
+    assert pacer.wait("logs") == pytest.approx(1 / 0.475)  # its rate from Reset as "full", not Reset itself
+
+
+def test_an_empty_bucket_teaches_no_rate_and_waits_for_reset():
+    clock = Clock()
+    pacer = Pacer(clock)
+    answered(pacer, "logs", Limits(10, 0, clock.now + 3))
+    assert pacer.wait("logs") == 3.0
+
+
+def test_an_answer_without_reset_teaches_no_rate():
+    clock = Clock()
+    pacer = Pacer(clock)
+    answered(pacer, "logs", Limits(10, 5, None))
+    empty(pacer, "logs", 5)
+    assert pacer.wait("logs") == 1.0  # nothing known: try again in a second
+
+
+@pytest.mark.parametrize("left, reset_in, rate", [(9, 4.0, 0.95 / 4), (8, 0.5, 0.95 * 2 / 0.5)])
+def test_the_refill_rate_is_read_from_every_answer_that_is_not_full(left, reset_in, rate):
+    clock = Clock()
+    pacer = Pacer(clock)
+    answered(pacer, "logs", Limits(10, left, clock.now + reset_in))
+    empty(pacer, "logs", left)
+    assert pacer.wait("logs") == pytest.approx(1 / rate)
+
+
+def test_a_bucket_of_its_own_keeps_its_rate_when_an_answer_shows_more_left_than_expected():
+    clock = Clock()
+    pacer = Pacer(clock)
+    answered(pacer, "logs", Limits(10, 2, clock.now + 1))  # 7.6/s
+    answered(pacer, "logs", Limits(10, 9, clock.now + 10))  # 9 where 1 was expected: 0.095/s implied
+    empty(pacer, "logs", 9)
+    assert pacer.wait("logs") == pytest.approx(1 / 7.6)
