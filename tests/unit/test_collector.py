@@ -21,6 +21,7 @@ from ta_auth0.config import parse_config
 from ta_auth0.state import Checkpoint, StateStore
 from ta_auth0.stream import EventStream
 from ta_auth0.transport import LogPage
+from tests.addon import parse_stream
 from tests.unit.logs import logged, messages
 
 
@@ -76,8 +77,10 @@ def run(state, tenant, seconds=60.0, collector_options=None, **params):
         dict({"domain": "t.auth0.com", "client_id": "cid", "client_secret": "s", "update_metadata": "false"}, **params),
     )
     out = io.BytesIO()
-    writer = EventStream(out).writer("auth0_activity://unit", "auth0", "h", None)
+    stream = EventStream(out)
+    writer = stream.writer("auth0_activity://unit", "auth0", "h", None)
     stats = Collector(config, state, tenant, writer, time.monotonic() + seconds, **(collector_options or {})).run()
+    stream.close()
     return stats, out.getvalue().decode()
 
 
@@ -295,3 +298,107 @@ def test_flags_the_rate_limit_held_back_go_after_the_last_page_waiting_as_needed
     stats, _ = run(state, tenant, update_metadata="true")
     assert tenant.writes[-1] == ("auth0|new", "signedUp", True)
     assert stats.flag_writes_done == 1 and state.pending_count() == 0
+
+
+class FlagReadingTenant(FlaggingTenant):
+    """And flag reads: `flags` maps a user to the flag Auth0 holds; each read recorded."""
+
+    def __init__(self, *args, flags=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.flags = dict(flags or {})
+        self.reads = []
+
+    def user_flag(self, uid, flag):
+        self.reads.append((uid, flag))
+        super().user_flag(uid, flag)
+        return self.flags.get(uid)
+
+
+def test_one_page_of_every_kind_of_user_gets_the_rule_s_messages_reads_and_flag_writes(state):
+    state.commit_page(None, ["auth0|seen"], [])  # an event of an earlier run
+    page = [
+        {"log_id": "000001", "date": "2026-11-20T10:00:01.000Z", "type": "ss", "user_id": "auth0|new"},
+        login(2, "auth0|new", date="2026-11-20T10:00:02.000Z"),  # after its signup in this page
+        login(3, "auth0|flagged", date="2026-11-20T10:00:03.000Z"),  # flag true in Auth0
+        login(4, "auth0|unflagged", date="2026-11-20T10:00:04.000Z"),  # no flag
+        login(5, "auth0|gone", date="2026-11-20T10:00:05.000Z"),  # deleted since
+        {"log_id": "000006", "date": "2026-11-20T10:00:06.000Z", "type": "f", "user_id": "auth0|failed"},
+        login(7, "auth0|counted", date="2026-11-20T10:00:07.000Z", count=5),  # its log says: not the first
+        login(8, "auth0|seen", date="2026-11-20T10:00:08.000Z"),
+    ]
+    tenant = FlagReadingTenant([page], flags={"auth0|flagged": True}, gone={"auth0|gone"})
+    stats, out = run(state, tenant, update_metadata="true", metadata_flag="wasHere", collect="all")
+    events = parse_stream(out)
+    assert [(e.sourcetype, e.data.get("message"), e.data["log_id"]) for e in events] == [
+        ("auth0_activity", "Signup", "000001"),
+        ("auth0_activity", "Login", "000002"),
+        ("auth0_activity", "Login", "000003"),
+        ("auth0_activity", "Signup", "000004"),
+        ("auth0_activity", "Signup", "000005"),
+        ("auth0", None, "000006"),  # SPEC §4.1: every other log as Auth0 sent it
+        ("auth0_activity", "Login", "000007"),
+        ("auth0_activity", "Login", "000008"),
+    ]
+    assert events[6].data["loginsCount"] == 5 and events[6].data["tenant"] == "t.auth0.com"
+    assert [e.time for e in events[4:6]] == ["1795168805.000", "1795168806.000"]
+    # Only the logs that neither the page nor the state nor their own count decides read the flag.
+    assert tenant.reads == [("auth0|flagged", "wasHere"), ("auth0|unflagged", "wasHere"), ("auth0|gone", "wasHere")]
+    # The flag goes to every user new to the add-on, but one flagged already or gone.
+    assert sorted(uid for uid, _, _ in tenant.writes) == ["auth0|counted", "auth0|new", "auth0|unflagged"]
+    assert {flag for _, flag, _ in tenant.writes} == {"wasHere"}
+    users = ["auth0|new", "auth0|flagged", "auth0|unflagged", "auth0|gone", "auth0|counted", "auth0|seen"]
+    assert state.known_users(users + ["auth0|failed"]) == set(users)
+    assert (stats.signups, stats.logins, stats.other_events, stats.events_written, stats.logs_read) == (3, 4, 1, 8, 8)
+    assert stats.last_log_id == "000008" and stats.newest_log_date == "2026-11-20T10:00:08.000Z"
+    assert state.checkpoint() == Checkpoint("000008", "2026-11-20T10:00:08.000Z")
+
+
+def test_without_collect_all_other_logs_are_read_but_not_written(state):
+    page = [
+        {"log_id": "000001", "date": "2026-11-20T10:00:01.000Z", "type": "f", "user_id": "auth0|failed"},
+        login(2, "auth0|new", count=1),
+    ]
+    stats, out = run(state, Tenant([page]))
+    assert [e.data["log_id"] for e in parse_stream(out)] == ["000002"]
+    assert (stats.logs_read, stats.events_written, stats.other_events) == (2, 1, 0)
+    assert state.checkpoint().log_id == "000002"
+
+
+def test_a_new_input_from_a_date_writes_no_log_dated_before_it_on_any_page(tmp_path):
+    # Auth0 does not promise date order = log_id order: older dates turn up after the start.
+    oldest = [login(7, "auth0|1", date="2026-11-21T10:00:00.000Z", count=1)]
+    later = [
+        login(8, "auth0|2", date="2026-11-21T07:59:59.999Z", count=1),
+        {"log_id": "000009", "date": "2026-11-21T07:00:00.000Z", "type": "f", "user_id": "auth0|3"},
+        login(10, "auth0|4", date="2026-11-21T08:00:00.000Z", count=1),
+    ]
+    with StateStore(str(tmp_path / "new.sqlite")) as fresh:
+        stats, out = run(fresh, Tenant([later], oldest=oldest), start_from="2026-11-21T09:00:00+01:00", collect="all")
+        assert fresh.checkpoint().log_id == "000010"
+        # And on the runs after: the start is kept in the state.
+        again = [
+            login(11, "auth0|5", date="2026-11-21T07:00:00.000Z"),
+            login(12, "auth0|6", date="2026-11-22T10:00:00.000Z", count=1),
+        ]
+        _, out_again = run(fresh, Tenant([again]), start_from="2026-11-21T09:00:00+01:00", collect="all")
+    assert [e.data["log_id"] for e in parse_stream(out_again)] == ["000012"]
+    assert [e.data["log_id"] for e in parse_stream(out)] == ["000007", "000010"]
+    assert (stats.logs_read, stats.events_written, stats.signups) == (4, 2, 2)
+
+
+def test_other_logs_are_counted_over_every_page(state):
+    def failed(n):
+        return {"log_id": f"{n:06d}", "date": "2026-11-20T10:00:00.000Z", "type": "f", "user_id": "auth0|x"}
+
+    pages = [[failed(i) for i in range(1, 101)], [failed(101), login(102, "auth0|y", count=3)]]
+    stats, out = run(state, Tenant(pages), collect="all")
+    assert (stats.other_events, stats.logins, stats.events_written) == (101, 1, 102)
+
+
+def test_a_user_the_add_on_knows_from_an_earlier_page_and_one_from_an_earlier_run_are_both_logins(state):
+    state.commit_page(None, ["auth0|earlier_run"], [])
+    pages = [full_page(1, count=1), [login(101, "auth0|1"), login(102, "auth0|earlier_run")]]
+    tenant = FlagReadingTenant(pages)
+    stats, out = run(state, tenant)
+    assert [e.data["message"] for e in parse_stream(out)[100:]] == ["Login", "Login"]
+    assert tenant.reads == []  # neither needed its flag read
