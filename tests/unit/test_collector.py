@@ -157,6 +157,29 @@ def test_a_refused_checkpoint_older_than_retention_restarts_from_the_oldest_log(
     assert state.checkpoint() == Checkpoint("000900", "2026-11-20T10:00:00.000Z") and stats.logs_read == 1
 
 
+def test_after_the_retention_gap_the_restart_is_from_the_smallest_log_id_of_the_oldest_and_says_what_is_lost(state):
+    # The oldest logs by date, their log_ids out of date order: a log written
+    # a little later got the smaller log_id, and reading by checkpoint starts there.
+    oldest = [
+        login(905, "auth0|1", date="2026-11-20T09:30:00.250Z"),
+        login(1000, "auth0|2", date="2026-11-20T09:30:00.500Z"),
+        login(903, "auth0|3", date="2026-11-20T09:30:01.000Z"),
+    ]
+    after = [login(906, "auth0|5", date="2026-11-20T09:31:00.000Z")]
+    tenant = Tenant([after], oldest=oldest)
+    tenant.expired = True
+    with logged() as records:
+        stats, out = run(state, tenant)
+    assert [e.data["log_id"] for e in parse_stream(out)] == ["000903", "000906"]  # and the pages after it
+    assert state.checkpoint().log_id == "000906"
+    (warning,) = messages(records)
+    assert (
+        "checkpoint log_id 000000 (2026-11-20T09:00:00.000Z) has fallen out of Auth0's log retention: logs from "
+        "2026-11-20T09:00:00.000Z to 2026-11-20T09:30:00.250Z are lost for good"
+    ) in warning
+    assert warning.endswith("restarting from the oldest retained log 000903")
+
+
 def test_a_start_date_is_written_in_auth0s_format_in_utc_whatever_the_machines_zone(local_time_zone_new_york):
     moment = datetime(2026, 11, 20, 23, 30, 5, 123456, tzinfo=timezone.utc)
     assert collector._iso(moment) == "2026-11-20T23:30:05.123Z"
