@@ -34,7 +34,8 @@ from typing import Callable, Dict, Mapping, Optional
 # so an estimate is good to about one request.
 _SLACK = 1.0
 # The rate an answer implies is a little high when our clock runs ahead of
-# Auth0's or the answer took a while to arrive: use a little less.
+# Auth0's: use a little less. (A slow answer does not inflate it: the rate is
+# read from when the call was sent, before Auth0 computed its Reset.)
 _RATE_MARGIN = 0.95
 # When a bucket is empty and its refill rate is not known yet, wait for the
 # reset, but never longer than this before trying again.
@@ -112,6 +113,7 @@ class Pacer:
         self._calls = 0  # calls sent so far
         self._last_call: Dict[str, int] = {}  # kind -> number of its latest call
         self._last_answer: Dict[str, int] = {}  # kind -> calls sent when its latest answer came
+        self._sent_at: Dict[str, float] = {}  # kind -> when its latest call was sent
 
     def wait(self, kind: str) -> float:
         """Seconds before a call of this kind may go (0: now)."""
@@ -122,6 +124,7 @@ class Pacer:
         """A call of this kind is about to go: it takes a token."""
         self._calls += 1
         self._last_call[kind] = self._calls
+        self._sent_at[kind] = self._clock()
         bucket = self._bucket_of.get(kind)
         if bucket is not None:
             bucket.spent += 1
@@ -150,7 +153,7 @@ class Pacer:
             newly = [other for other in drawing if self._bucket_of[other] is not bucket]
             bucket = self._share(kind, drawing)
             throttled = throttled and not newly
-        self._update(bucket, limits, now, throttled)
+        self._update(bucket, limits, now, self._sent_at.get(kind, now), throttled)
 
     # -- internals ---------------------------------------------------------------
     def _drawing_since_last_answer(self, kind: str, limit: int) -> list:
@@ -187,7 +190,7 @@ class Pacer:
         return bucket
 
     @staticmethod
-    def _update(bucket: Bucket, limits: Limits, now: float, unexplained_429: bool) -> None:
+    def _update(bucket: Bucket, limits: Limits, now: float, sent: float, unexplained_429: bool) -> None:
         bucket.tokens, bucket.seen, bucket.spent = float(limits.remaining), now, 0
         bucket.reset = limits.reset
         if unexplained_429:
@@ -199,8 +202,10 @@ class Pacer:
         missing = limits.limit - limits.remaining
         if limits.reset is None or missing <= 0 or limits.remaining <= 0:
             return
-        # Reset is a whole second, rounded up: the rate an answer implies is
-        # hardly ever above the real one, and the largest is the most precise.
-        implied = _RATE_MARGIN * missing / max(limits.reset - now, 1e-3)
+        # Reset is a whole second, rounded up, computed by Auth0 after the call
+        # was sent: the rate an answer implies is hardly ever above the real
+        # one, and the largest is the most precise. Reading it from when the
+        # answer came would take a slow answer's delay for a fast refill.
+        implied = _RATE_MARGIN * missing / max(limits.reset - sent, 1e-3)
         if bucket.rate is None or implied > bucket.rate:
             bucket.rate = implied

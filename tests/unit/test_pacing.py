@@ -404,3 +404,14 @@ def test_a_bucket_of_its_own_keeps_its_rate_when_an_answer_shows_more_left_than_
     answered(pacer, "logs", Limits(10, 9, clock.now + 10))  # 9 where 1 was expected: 0.095/s implied
     empty(pacer, "logs", 9)
     assert pacer.wait("logs") == pytest.approx(1 / 7.6)
+
+
+def test_a_slow_answer_is_not_taken_for_a_fast_refill():
+    clock = Clock()
+    pacer = Pacer(clock)
+    reset = clock.now + 1  # Auth0: one request back within the second after the call
+    pacer.spend("logs")
+    clock.now += 0.9  # the answer took 0.9 s to arrive (a loaded machine, a slow proxy)
+    pacer.observe("logs", Limits(10, 9, reset))
+    empty(pacer, "logs", 9)
+    assert pacer.wait("logs") == pytest.approx(1 / 0.95)  # not 0.1 s: 9.5 requests a second
