@@ -134,7 +134,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
             except RateLimited as exc:
                 stats = collector.stats
                 status = "incomplete"
-                log.warning("run stopped early at log_id %s: %s", stats.last_log_id, exc)
+                log.warning("run stopped early at log_id %s: %s", stats.last_log_id or _checkpoint_of(state), exc)
             except Auth0ApiError as exc:
                 stats = collector.stats
                 log.error("run failed at log_id %s: %s", stats.last_log_id or _checkpoint_of(state), exc)

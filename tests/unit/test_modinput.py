@@ -7,6 +7,7 @@ import io
 import pytest
 from splunklib.modularinput.input_definition import InputDefinition
 
+from ta_auth0 import modinput
 from ta_auth0.modinput import parse_input_definition
 from tests.addon import input_xml
 
@@ -21,6 +22,9 @@ DOCUMENTS = [
         <param_list name="multi"><value>v1</value><value>v2</value></param_list></stanza>
       <stanza name="auth0_activity://two"><param name="domain">d2</param><param name="blank"/></stanza>
     </configuration></input>""",
+    # Something other than a stanza in the configuration, before the stanzas: skipped.
+    b"""<input><session_key>k</session_key><configuration><note>n</note>
+      <stanza name="auth0_activity://after"><param name="domain">d</param></stanza></configuration></input>""",
 ]
 
 
@@ -42,5 +46,21 @@ def test_an_unknown_element_in_a_stanza_is_refused_as_by_splunklib():
     document = b'<input><configuration><stanza name="s"><oops/></stanza></configuration></input>'
     with pytest.raises(ValueError):
         InputDefinition.parse(io.BytesIO(document))
-    with pytest.raises(ValueError, match="unexpected <oops>"):
+    with pytest.raises(ValueError, match="unexpected <oops> in stanza 's'"):
         parse_input_definition(document)
+
+
+def test_the_script_with_no_argument_runs_the_input_from_stdin(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("SPLUNK_HOME", str(tmp_path))
+    document = input_xml("auth0_activity://prod", {"interval": "60"}, str(tmp_path))  # nothing but an interval
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(document.encode("utf-8"))))
+    monkeypatch.setattr("sys.argv", ["auth0_activity.py"])
+    assert modinput.main() == 1
+    err = capsys.readouterr().err
+    assert "input prod is misconfigured, nothing collected: domain is required" in err
+    assert "run summary: status=error" in err and "interval_s=60" in err
+    # The same with argv given, whatever sys.argv holds.
+    monkeypatch.setattr("sys.argv", ["pytest", "-q"])
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(document.encode("utf-8"))))
+    assert modinput.main(["auth0_activity.py"]) == 1
+    assert "run summary: status=error" in capsys.readouterr().err
