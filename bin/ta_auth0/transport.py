@@ -182,7 +182,10 @@ class PooledRestClient(RestClient):
 
     def _parse(self, response: Answer):
         if response.status_code < 400 and response.text.lstrip()[:1] == "[":
-            return _LogPageResponse(response, self._keep_raw)
+            try:
+                return _LogPageResponse(response, self._keep_raw)
+            except ValueError:
+                pass  # not JSON after all: plain text, as the library parses it
         return super()._parse(response)
 
 
