@@ -68,8 +68,13 @@ class CredentialStore:
     def mask_input(self, input_name: str, **masked: str) -> None:
         """Write the masked values into the input's stanza (splunkd then
         restarts the input; the new process reads the store)."""
+        from splunklib.binding import UrlEncoded
+
+        # Encoded here, name and all: splunklib would encode a plain str path
+        # again (a name with a space or a slash would then not be found).
+        path = UrlEncoded(INPUT_PATH + quote(input_name, safe=""), skip_encode=True)
         try:
-            self.service.post(INPUT_PATH + quote(input_name, safe=""), **masked)
+            self.service.post(path, **masked)
         except (self._http_error, OSError) as exc:
             raise CredentialError(f"cannot mask the secret in the input's settings: {_http_reason(exc)}") from None
 
