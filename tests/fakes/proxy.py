@@ -31,7 +31,7 @@ class FakeProxy:
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.005,), daemon=True)
 
     def url(self, username: Optional[str] = None, password: Optional[str] = None) -> str:
         credentials = f"{username}:{password}@" if username else ""

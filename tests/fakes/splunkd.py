@@ -226,7 +226,8 @@ class FakeSplunkd:
         # The handshake then runs in each connection's thread (_Handler.setup).
         server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        # shutdown() waits up to one poll (0.005 s): tests stop a splunkd each
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.005,), daemon=True)
         self._thread.start()
         return self
 

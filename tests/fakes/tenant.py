@@ -447,7 +447,8 @@ class FakeTenant:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
+                # shutdown() waits up to one poll: tests stop a tenant each
+                kwargs={"poll_interval": 0.005},
                 name=f"fake-auth0-{self.port}",
                 daemon=True,
             )

@@ -678,6 +678,36 @@ def test_a_5xx_without_retries_is_an_outage_naming_the_status(tenant, connect):
         assert len(calls(tenant, "logs")) == 1
 
 
+def test_a_429_is_waited_out_and_the_same_call_goes_on(tenant, connect):
+    add_logins(tenant, 2)
+    tenant.fail_next("logs", 429, headers={"Retry-After": "1"})
+    api = connect(budget=10)
+    page = api.logs_after("0")
+    assert [entry["user_id"] for entry in page] == ["auth0|u0", "auth0|u1"]
+    assert len(calls(tenant, "logs")) == 2 and api.stats.rate_limited == 1
+
+
+def test_a_5xx_is_retried_after_a_seconds_back_off_and_the_call_goes_on(tenant, connect):
+    add_logins(tenant, 1)
+    api = connect(retries=1, budget=10)
+    api.token()
+    tenant.fail_next("logs", 503)
+    with logged() as records:
+        page = api.logs_after("0")
+    assert [entry["user_id"] for entry in page] == ["auth0|u0"] and len(calls(tenant, "logs")) == 2
+    assert messages(records) == ["Auth0 answered 503 on logs: retrying logs in 1.0s"]
+
+
+def test_a_5xx_that_persists_gives_up_after_the_retries_and_says_how_many(tenant, connect):
+    api = connect(retries=1, budget=10)
+    api.token()
+    tenant.fail_next("logs", 502, times=3)
+    with pytest.raises(Auth0Unavailable) as caught:
+        api.logs_after("0")
+    assert str(caught.value) == "Auth0 answered 502 on logs; gave up after 1 retries"
+    assert len(calls(tenant, "logs")) == 2
+
+
 def test_a_5xx_is_not_retried_past_the_run_budget(tenant, connect):
     tenant.fail_next("token", 503)
     api = connect(retries=1, budget=0.75)  # the first back-off is a second

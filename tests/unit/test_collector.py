@@ -425,3 +425,42 @@ def test_a_user_the_add_on_knows_from_an_earlier_page_and_one_from_an_earlier_ru
     stats, out = run(state, tenant)
     assert [e.data["message"] for e in parse_stream(out)[100:]] == ["Login", "Login"]
     assert tenant.reads == []  # neither needed its flag read
+
+
+def test_an_input_with_a_checkpoint_but_no_start_date_goes_on_from_its_checkpoint_not_the_newest_log(state):
+    """An input whose state predates the recorded start (or was imported)
+    has a checkpoint and no start date: that is not a lost state."""
+    tenant = Tenant([[login(1, "auth0|1", count=1)]], newest=login(9000, "auth0|9"))
+    with logged() as records:
+        stats, _ = run(state, tenant, collector_options={"ran_before": True})
+    assert stats.logs_read == 1 and state.checkpoint().log_id == "000001"
+    assert not [line for line in messages(records) if "run before" in line]
+
+
+def test_a_new_input_from_the_oldest_log_that_found_none_is_not_taken_for_a_lost_state_next_run(tmp_path):
+    with StateStore(str(tmp_path / "new.sqlite")) as fresh:
+        stats, _ = run(fresh, Tenant())
+        assert stats.caught_up and fresh.start_date() == "oldest" and fresh.checkpoint() is None
+        later = Tenant(oldest=[login(7, "auth0|1", count=1)], newest=login(9000, "auth0|9"))
+        with logged() as records:
+            stats, events = run(fresh, later, collector_options={"ran_before": True})
+        assert stats.logs_read == 1 and fresh.checkpoint().log_id == "000007"
+        assert [e.data["message"] for e in parse_stream(events)] == ["Signup"]
+    assert not [line for line in messages(records) if "run before" in line]
+
+
+def test_a_new_input_from_now_asks_for_the_logs_since_its_first_run_and_records_that_moment(tmp_path):
+    class Since(Tenant):
+        def oldest_logs(self, since=None):
+            self.since = since
+            return super().oldest_logs(since)
+
+    tenant = Since()
+    before = datetime.now(timezone.utc)
+    with StateStore(str(tmp_path / "new.sqlite")) as fresh:
+        run(fresh, tenant, start_from="now")
+        recorded = fresh.start_date()
+    after = datetime.now(timezone.utc)
+    assert tenant.since == recorded
+    moment = datetime.strptime(recorded, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= moment <= after

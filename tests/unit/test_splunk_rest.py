@@ -62,7 +62,7 @@ class PlainSplunkd(RecordingSplunkd):
         server = _Server(("127.0.0.1", 0), _PlainHandler)
         server.fake = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.005,), daemon=True)
         self._thread.start()
         return self
 
