@@ -294,3 +294,13 @@ def test_the_next_generation_follows_the_newest_in_whatever_order_they_were_stor
     newest = parse_qs(urlsplit(splunkd.requests[before][1]).query)
     assert newest["sort"] == ["generation:-1"] and newest["limit"] == ["1"]  # the newest link only
     assert [d["generation"] for d in splunkd.kv_documents(LEASES)] == [3]
+
+
+def test_a_users_documents_keep_the_key_earlier_versions_gave_them(kv):
+    """The state's id, a dot, and the first 32 hex digits of sha256(user_id):
+    after an upgrade the add-on finds the users and flags stored before."""
+    s = store(kv)
+    s.commit_page(Checkpoint("1"), ["auth0|alice"], ["auth0|alice"])
+    key = f"{state_id('prod', DOMAIN)}.4a761a4752f6b74491860f50fc7d4fa9"  # sha256("auth0|alice"), worked out once
+    assert [doc["_key"] for doc in kv[USERS].query(query={})] == [key]
+    assert [doc["_key"] for doc in kv[FLAGS].query(query={})] == [key]

@@ -20,6 +20,7 @@ from ta_auth0 import modinput
 from ta_auth0.kvstate import LEASES
 from ta_auth0.state import state_id
 from tests.addon import APP_DIR, input_xml, parse_stream
+from tests.fakes.proxy import FakeProxy
 from tests.fakes.seed import MAIN_CLIENT_ID, MAIN_CLIENT_SECRET, add_test_clients
 from tests.fakes.splunkd import FakeSplunkd
 from tests.fakes.tenant import FakeTenant, iso_ms
@@ -730,3 +731,19 @@ def test_switching_to_the_kv_store_carries_the_local_state_over_once(world):
     assert run.events == []  # goes on from the same checkpoint: nothing re-sent
     assert run.level_of("carried this input's local state over to the KV store (once)") == "INFO"
     assert f"checkpoint log_id {ids[-1]}, 4 known users, 0 pending flag writes" in run.stderr
+
+
+def test_a_run_goes_through_the_inputs_proxy_retries_a_5xx_and_moves_both_typed_secrets(world):
+    seed_activity(world.tenant)
+    with FakeProxy("me", "proxy-Pass-789") as proxy:
+        world.configure(proxy_url=f"http://me:proxy-Pass-789@127.0.0.1:{proxy.port}")
+        world.tenant.fail_next("logs", 503)  # retried after a second, within the run's time
+        run = world.run()
+        assert run.code == 0, run.stderr
+        assert proxy.tunnels == [world.tenant.domain] and proxy.refused == 0
+    assert run.summary()["status"] == "ok" and run.summary()["signups"] == "2"
+    assert "Auth0 answered 503 on logs: retrying logs in 1.0s" in run.stderr
+    assert run.level_of("moved client_secret, proxy_url into Splunk's credential store") == "INFO"
+    assert world.splunkd.passwords[("TA-auth0", "prod#proxy")] == "proxy-Pass-789"
+    assert world.splunkd.input_params("prod")["proxy_url"] == f"http://me:{MASK}@127.0.0.1:{proxy.port}"
+    assert "proxy-Pass-789" not in run.stderr + "\n".join(run.file_lines)

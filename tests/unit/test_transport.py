@@ -291,6 +291,12 @@ def test_a_proxy_with_credentials_tunnels_to_auth0(tenant, connect, proxy):
     assert proxy.refused == 1 and tenant.tokens_issued == 1
 
 
+def test_a_proxy_user_without_a_password_is_sent_as_such(tenant, connect):
+    with FakeProxy("proxy user", "") as proxy:
+        connect(proxy_url=f"http://proxy%20user@127.0.0.1:{proxy.port}", retries=0).token()
+        assert proxy.tunnels == [tenant.domain] and proxy.refused == 0
+
+
 def test_the_environments_proxy_is_used_unless_no_proxy_covers_the_host(tenant, connect, monkeypatch, proxy):
     for variable in ("HTTPS_PROXY", "ALL_PROXY"):
         proxy.tunnels.clear()
