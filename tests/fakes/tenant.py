@@ -54,7 +54,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .ratelimit import API, RESET_FULL, ROUTE_GROUPS, Bucket, BucketStats, RateLimiter
@@ -237,13 +237,13 @@ class _Fault:
         self,
         status: Optional[int],
         body: Any,
-        headers: Optional[Dict[str, str]],
+        headers: Union[None, Dict[str, str], Callable[[], Dict[str, str]]],
         delay: float,
         reset_in: Optional[float] = None,
     ):
         self.status = status
         self.body = body
-        self.headers = dict(headers or {})
+        self.headers = headers if callable(headers) else dict(headers or {})
         self.delay = float(delay)
         self.reset_in = reset_in
 
@@ -745,7 +745,7 @@ class FakeTenant:
         status: Optional[int],
         times: int = 1,
         body: Any = None,
-        headers: Optional[Dict[str, str]] = None,
+        headers: Union[None, Dict[str, str], Callable[[], Dict[str, str]]] = None,
         delay: float = 0.0,
         reset_in: Optional[float] = None,
     ) -> None:
@@ -755,7 +755,10 @@ class FakeTenant:
         str/bytes -> text; default an Auth0-ish JSON (HTML for 502/504).
         A 429 gets X-RateLimit-Limit/Remaining/Reset (those of the bucket
         covering the request, else a small empty one's) unless ``headers``
-        sets them, and ``Retry-After`` only if ``headers`` has it;
+        sets them, and ``Retry-After`` only if ``headers`` has it (a callable
+        ``headers`` is called when the fault is served: rate-limit headers
+        relative to the answer, not to the test's setup, which a loaded CI
+        machine may make last longer than a short reset);
         ``reset_in``: X-RateLimit-Reset that many seconds after the 429 is
         served (rounded up to whole epoch seconds, as Auth0 sends it).
         ``delay``: seconds to wait first (for timeouts)."""
@@ -915,7 +918,7 @@ class FakeTenant:
 
     def _fault_response(self, fault: _Fault, group: str) -> Tuple[int, Any, Dict[str, str]]:
         status = int(fault.status)  # type: ignore[arg-type]
-        headers = dict(fault.headers)
+        headers = dict(fault.headers() if callable(fault.headers) else fault.headers)
         body = fault.body
         if body is None:
             reason = _REASONS.get(status, "Error")
