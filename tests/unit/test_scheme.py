@@ -284,6 +284,13 @@ def test_auth0_unavailable_is_refused_at_once_without_a_retry(world):
     assert world.splunkd.passwords == {}
 
 
+def test_a_short_rate_limit_wait_fits_in_the_validations_time_and_the_settings_are_accepted(world):
+    world.tenant.fail_next("token", 429, headers={"Retry-After": "1"})
+    world.validate()  # no refusal: the form waits a second rather than blame good settings
+    assert world.calls("POST", "token") == 2
+    assert world.splunkd.passwords == {(REALM, "prod"): MAIN_CLIENT_SECRET}
+
+
 def test_a_credential_store_that_is_down_does_not_refuse_good_settings(world):
     # Storing is best effort here: the input's first run stores the secret too.
     world.splunkd.fail_next(503)
