@@ -182,8 +182,8 @@ def main() -> int:
     missing = [module for module in modules if not (package / f"{module}.py").exists()]
     if missing:
         parser.error(f"no such module(s) in bin/ta_auth0: {', '.join(missing)}")
-    asked = args.passes.split(",") if args.passes else [stage.name for stage in STAGES if not stage.on_request]
-    named = set(args.passes.split(",")) if args.passes else set()
+    named = args.passes.split(",") if args.passes else []
+    asked = named or [stage.name for stage in STAGES if not stage.on_request]
     stages = [stage for stage in STAGES if stage.name in asked]
     if not stages:
         parser.error(f"no such pass(es): {args.passes}")

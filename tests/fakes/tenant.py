@@ -231,7 +231,7 @@ class RequestRecord:
 
 
 class _Fault:
-    __slots__ = ("status", "body", "headers", "delay", "reset_in")
+    __slots__ = ("status", "body", "_headers", "delay", "reset_in")
 
     def __init__(
         self,
@@ -243,9 +243,13 @@ class _Fault:
     ):
         self.status = status
         self.body = body
-        self.headers = headers if callable(headers) else dict(headers or {})
+        self._headers = headers
         self.delay = float(delay)
         self.reset_in = reset_in
+
+    def headers(self) -> Dict[str, str]:
+        """The fault's headers as of now (a callable is asked when served)."""
+        return dict((self._headers() if callable(self._headers) else self._headers) or {})
 
 
 # --------------------------------------------------------------------------
@@ -918,7 +922,7 @@ class FakeTenant:
 
     def _fault_response(self, fault: _Fault, group: str) -> Tuple[int, Any, Dict[str, str]]:
         status = int(fault.status)  # type: ignore[arg-type]
-        headers = dict(fault.headers() if callable(fault.headers) else fault.headers)
+        headers = fault.headers()
         body = fault.body
         if body is None:
             reason = _REASONS.get(status, "Error")
