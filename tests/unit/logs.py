@@ -10,20 +10,20 @@ import logging
 
 
 @contextlib.contextmanager
-def logged():
-    """Yields the list of LogRecords the add-on logs at INFO and above inside."""
+def logged(level: int = logging.INFO):
+    """Yields the list of LogRecords the add-on logs at `level` and above inside."""
     records = []
-    handler = logging.Handler(logging.INFO)
+    handler = logging.Handler(level)
     handler.emit = records.append
     logger = logging.getLogger("ta_auth0")
-    level = logger.level
+    saved = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
     try:
         yield records
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(level)
+        logger.setLevel(saved)
 
 
 def messages(records) -> list:

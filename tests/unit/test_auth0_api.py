@@ -7,7 +7,6 @@ end-to-end tests' (tests/e2e/test_faults.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import socket
@@ -41,24 +40,6 @@ from tests.fakes.seed import (
 )
 from tests.fakes.tenant import ALL_SCOPES, FakeTenant, iso_ms
 from tests.unit.logs import logged, messages
-
-
-@contextlib.contextmanager
-def debug_logged():
-    """The add-on's log records at DEBUG and above (logs.logged() keeps INFO up)."""
-    records = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = records.append
-    logger = logging.getLogger("ta_auth0")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "CURL_CA_BUNDLE")
 
@@ -544,7 +525,7 @@ def test_the_rate_limit_headers_pace_the_next_call_of_that_kind_only(tenant, con
     tenant.fail_next("logs", 200, body=[], headers=lambda: empty_bucket(0.3))
     api = connect()
     api.logs_after("0")
-    with debug_logged() as records:
+    with logged(logging.DEBUG) as records:
         api.logs_after("0")
     first, second = calls(tenant, "logs")
     assert second.at - first.at >= 0.1

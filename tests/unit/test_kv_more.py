@@ -6,13 +6,10 @@ and the lease's newest generation."""
 from __future__ import annotations
 
 import json
-import os
-import ssl
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import trustme
 from splunklib import client
 
 from ta_auth0.kvstate import (
@@ -28,25 +25,15 @@ from ta_auth0.kvstate import (
 )
 from ta_auth0.lease import Lease
 from ta_auth0.state import Checkpoint, StateStore, state_id
-from tests.addon import APP_DIR
 from tests.fakes.splunkd import APP, FakeSplunkd
 
 SESSION_KEY = "unit-kv-more-session-key"
 DOMAIN = "example.auth0.com"
 
 
-@pytest.fixture(scope="module")
-def server_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
 @pytest.fixture
-def splunkd(server_context):
-    with FakeSplunkd(server_context, session_key=SESSION_KEY) as fake:
-        fake.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
-        yield fake
+def splunkd(start_splunkd):
+    return start_splunkd(SESSION_KEY)
 
 
 def make_service(splunkd):

@@ -6,35 +6,23 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import ssl
 import time
 from urllib.parse import urlsplit
 
 import pytest
-import trustme
 from splunklib import client
 
 from ta_auth0.kvstate import FLAGS, LEASES, STATE, USERS, KVStateStore, KVStoreError, collections
 from ta_auth0.lease import LEASE_TTL_SECONDS, Lease, LeaseHeld, LeaseLost
 from ta_auth0.state import Checkpoint, StateBackend, StateStore
-from tests.addon import APP_DIR
 from tests.fakes.splunkd import APP, FakeSplunkd
 
 SESSION_KEY = "unit-kv-session-key"
 
 
-@pytest.fixture(scope="module")
-def server_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
 @pytest.fixture
-def splunkd(server_context):
-    with FakeSplunkd(server_context, session_key=SESSION_KEY) as fake:
-        fake.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
-        yield fake
+def splunkd(start_splunkd):
+    return start_splunkd(SESSION_KEY)
 
 
 @pytest.fixture

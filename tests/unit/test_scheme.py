@@ -19,6 +19,7 @@ from splunklib.modularinput import ValidationDefinition
 import ta_auth0
 from ta_auth0.scheme import Auth0ActivityInput
 from tests.addon import validation_xml
+from tests.e2e.test_validation import FORM
 from tests.fakes.proxy import FakeProxy
 from tests.fakes.seed import (
     LOGS_ONLY_CLIENT_ID,
@@ -38,22 +39,9 @@ PROXY_VARIABLES += ("NO_PROXY", "no_proxy", "CURL_CA_BUNDLE")
 WHERE_SCOPES_ARE_ADDED = "under Applications > APIs > Auth0 Management API > Machine to Machine Applications"
 
 # ---- --scheme: the Data inputs form ---------------------------------------------
-
-# README/inputs.conf.spec and SPEC §3: the parameters, which are required
-# (only when the input is created: an edit shows the mask), which is a bool;
-# the labels are the ones the form shows (tests/e2e/test_validation.py FORM).
-FORM = {
-    "domain": ("Auth0 domain", True, "string"),
-    "client_id": ("Client ID", True, "string"),
-    "client_secret": ("Client secret", True, "string"),
-    "start_from": ("Start from", False, "string"),
-    "update_metadata": ("Update the signed-up flag", False, "boolean"),
-    "metadata_flag": ("Flag name", False, "string"),
-    "collect": ("Collect", False, "string"),
-    "proxy_url": ("Proxy URL", False, "string"),
-    "log_level": ("Log level", False, "string"),
-    "state_store": ("State store", False, "string"),
-}
+# README/inputs.conf.spec and SPEC §3: the labels, which parameters are required
+# (only when the input is created: an edit shows the mask), the types: FORM,
+# written out once beside the end-to-end form test.
 
 
 def scheme_xml() -> ET.Element:

@@ -5,20 +5,16 @@ between two requests, a splunkd that stops answering."""
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import socketserver
-import ssl
 import threading
 from urllib.parse import urlsplit
 
 import pytest
-import trustme
 
 from ta_auth0 import app_version
 from ta_auth0.kvstate import STATE, collections
 from ta_auth0.splunkrest import TIMEOUT_SECONDS, KeepAliveHandler, service
-from tests.addon import APP_DIR
 from tests.fakes.splunkd import FakeSplunkd, _Handler, _Server
 
 SESSION_KEY = "unit-rest-session-key"
@@ -71,18 +67,9 @@ class PlainSplunkd(RecordingSplunkd):
         return super().server_uri.replace("https://", "http://")
 
 
-@pytest.fixture(scope="module")
-def server_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
 @pytest.fixture
-def splunkd(server_context):
-    with RecordingSplunkd(server_context, session_key=SESSION_KEY) as fake:
-        fake.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
-        yield fake
+def splunkd(start_splunkd):
+    return start_splunkd(SESSION_KEY, RecordingSplunkd)
 
 
 def test_requests_name_the_add_on_and_ask_to_keep_the_connection(splunkd):

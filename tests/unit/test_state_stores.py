@@ -7,19 +7,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-import ssl
 import time
 
 import pytest
-import trustme
 
 from ta_auth0.auth0_api import TOKEN_RENEW_MARGIN, MemoryTokenCache
 from ta_auth0.config import parse_config
 from ta_auth0.kvstate import LEASES, STATE, USERS, KVStoreError
 from ta_auth0.state import CachedToken, Checkpoint, StateError, StateStore, state_path
 from ta_auth0.stores import cached_token, keep_token, open_state
-from tests.addon import APP_DIR
-from tests.fakes.splunkd import FakeSplunkd
 from tests.unit.logs import logged, messages
 
 SESSION_KEY = "unit-stores-session-key"
@@ -27,18 +23,9 @@ DOMAIN = "example.us.auth0.com"
 LOG = logging.getLogger("ta_auth0.test_stores")
 
 
-@pytest.fixture(scope="module")
-def server_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
 @pytest.fixture
-def splunkd(server_context):
-    with FakeSplunkd(server_context, session_key=SESSION_KEY) as fake:
-        fake.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
-        yield fake
+def splunkd(start_splunkd):
+    return start_splunkd(SESSION_KEY)
 
 
 def config(state_store: str, client_id: str = "cid"):
@@ -366,15 +353,14 @@ def test_a_local_state_without_a_checkpoint_is_carried_over_too(splunkd, tmp_pat
     assert "checkpoint log_id -, 0 known users, 0 pending flag writes" in carried
 
 
-def test_the_run_talks_to_splunkd_over_one_kept_alive_connection(server_context, tmp_path):
+def test_the_run_talks_to_splunkd_over_one_kept_alive_connection(start_splunkd, tmp_path):
     from tests.unit.test_splunk_rest import RecordingSplunkd
 
-    with RecordingSplunkd(server_context, session_key=SESSION_KEY) as recording:
-        recording.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
-        recording.server_roles = ["shc_member"]
-        with open_state(config("auto"), metadata(recording, tmp_path), LOG) as opened:
-            opened.state.commit_page(Checkpoint("0001"), ["u1"], ["u1"])
-            opened.heartbeat()
+    recording = start_splunkd(SESSION_KEY, RecordingSplunkd)
+    recording.server_roles = ["shc_member"]
+    with open_state(config("auto"), metadata(recording, tmp_path), LOG) as opened:
+        opened.state.commit_page(Checkpoint("0001"), ["u1"], ["u1"])
+        opened.heartbeat()
     assert len(recording.seen) > 8
     assert {headers["user-agent"].split("/")[0] for _, _, headers in recording.seen} == {"TA-auth0"}
     assert {headers["connection"] for _, _, headers in recording.seen} == {"keep-alive"}
