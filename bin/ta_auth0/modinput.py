@@ -11,6 +11,7 @@ credential store unless a secret must be read): see README "Development".
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -154,7 +155,7 @@ def run_input(stanza: str, params: Mapping[str, object], metadata: Metadata, str
         log.error("%s", exc)
     except Exception as exc:
         log.exception("run failed unexpectedly: %s: %s", type(exc).__name__, exc)
-    _summary(log, status, stats, api, time.monotonic() - started, params.get("interval"))
+    _summary(runlog, status, stats, api, time.monotonic() - started, params.get("interval"))
     runlog.close()
     return status != "error"
 
@@ -238,7 +239,7 @@ def _checkpoint_of(state) -> str:
     return checkpoint.log_id if checkpoint else "-"
 
 
-def _summary(log, status: str, stats, api, duration: float, interval) -> None:
+def _summary(runlog: RunLog, status: str, stats, api, duration: float, interval) -> None:
     """The one line per run SPEC §7 asks for, key=value for Splunk's extraction."""
     lag = stats.lag_seconds(time.time())
     api_stats = api.stats if api else None
@@ -263,9 +264,11 @@ def _summary(log, status: str, stats, api, duration: float, interval) -> None:
         "interval_s": str(interval).strip() if str(interval or "").strip().isdigit() else "-",
     }
     line = "run summary: " + " ".join(f"{key}={value}" for key, value in fields.items())
-    log.log(40 if status == "error" else 30 if status == "incomplete" else 20, line)
+    runlog.summary(
+        logging.ERROR if status == "error" else logging.WARNING if status == "incomplete" else logging.INFO, line
+    )
     if lag is not None and not stats.caught_up and lag > LAG_WARNING_SECONDS:
-        log.warning(
+        runlog.logger.warning(
             "the input is %.1f hours behind the tenant's newest logs; Auth0 keeps logs for 1 to 30 days by plan "
             "and older ones are lost for good: check the rate limits and the interval",
             lag / 3600,

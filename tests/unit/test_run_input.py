@@ -383,11 +383,22 @@ def test_a_new_input_whose_credentials_auth0_rejects_fails_and_says_so(world):
     assert run.summary()["status"] == "error" and run.summary()["tokens_requested"] == "1"
 
 
-def test_the_log_level_setting_silences_the_lines_below_it(world):
+def test_the_log_level_setting_silences_the_lines_below_it_but_not_the_run_summary(world):
     world.configure(log_level="WARNING")
     run = world.run()
     assert run.code == 0
-    assert run.lines == [] and run.file_lines == []  # an ok run at WARNING: nothing to say
+    # An ok run at WARNING: its INFO summary only (SPEC §7: one line every run;
+    # the "Input stalled" alert counts the status=ok ones).
+    [line] = run.lines
+    assert line.startswith("INFO pid=") and f" input=prod domain={world.tenant.domain} run summary: status=ok " in line
+    [written] = run.file_lines
+    assert " INFO pid=" in written and written.endswith(line.split(" run summary: ", 1)[1])
+    world.tenant.add_log({"type": "s", "user_id": "auth0|u1", "user_name": "u1"})
+    world.configure(log_level="ERROR")
+    again = world.run()
+    assert again.code == 0 and len(again.events) == 1
+    [line] = again.lines
+    assert line.startswith("INFO pid=") and " run summary: status=ok logs_read=1 events_written=1 " in line
 
 
 def test_every_line_names_the_input_and_the_domain(world):
