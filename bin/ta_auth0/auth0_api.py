@@ -264,7 +264,10 @@ class Auth0Client:
             lambda rest: self._users(rest).get(quote(user_id, safe=""), fields=["user_id", "app_metadata"]),
             not_found=True,
         )
-        metadata = user.get("app_metadata") if isinstance(user, dict) else None
+        if not isinstance(user, dict):  # a proxy's page, a broken body: reading it as unset would be a false Signup
+            what = "text that is not JSON" if isinstance(user, str) else "JSON that is not an object"
+            raise Auth0Unavailable(f"Auth0 answered the read of user {user_id} with {what}, not a user")
+        metadata = user.get("app_metadata")
         return metadata.get(flag) if isinstance(metadata, dict) else None
 
     def set_user_flag(self, user_id: str, flag: str, patient: bool = True) -> None:

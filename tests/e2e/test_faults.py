@@ -69,6 +69,23 @@ def test_a_400_that_is_not_retention_stops_the_run_and_keeps_the_checkpoint(bed)
     assert third.log_ids == [new]
 
 
+def test_a_user_read_answered_with_no_user_stops_the_run_before_its_page_is_written(bed):
+    first = bed.run()
+    bed.tenant.add_user("auth0|late", app_metadata={"signedUp": True})
+    new = bed.tenant.add_log(
+        {"type": "s", "user_id": "auth0|late", "user_name": "late"}
+    )  # no loginsCount: the flag decides
+    bed.tenant.fail_next("users_read", 200, body="<html><body>Service temporarily unavailable</body></html>")
+    second = bed.run()
+    assert second.returncode != 0
+    assert second.events == []  # not a Signup for a flagged user
+    assert "the read of user auth0|late with text that is not JSON, not a user" in second.stderr
+    assert first.summary()["last_log_id"] in second.stderr
+    third = bed.run()
+    assert third.log_ids == [new]
+    assert third.events[0].data["message"] == "Login"
+
+
 @pytest.mark.slow  # waits out back-off or a rate limit's reset
 @pytest.mark.both_stores
 def test_429_waits_for_the_reset_then_goes_on(bed):

@@ -342,6 +342,17 @@ def test_app_metadata_that_is_no_object_reads_as_unset(tenant, connect):
     assert connect().user_flag("auth0|odd", "signedUp") is None
 
 
+def test_a_user_read_that_is_no_user_object_is_an_outage_not_an_unset_flag(tenant, connect):
+    tenant.add_user("auth0|u1", app_metadata={"signedUp": True})
+    text, array = "text that is not JSON", "JSON that is not an object"
+    for body, kind in (("<html>maintenance</html>", text), ('{"user_id": "auth0|u1", "app_', text), ([], array)):
+        tenant.fail_next("users_read", 200, body=body)
+        with pytest.raises(Auth0Unavailable) as caught:
+            connect().user_flag("auth0|u1", "signedUp")
+        assert str(caught.value) == f"Auth0 answered the read of user auth0|u1 with {kind}, not a user"
+    assert connect().user_flag("auth0|u1", "signedUp") is True
+
+
 def test_setting_the_flag_patches_only_that_key_and_keeps_the_others(tenant, connect):
     tenant.add_user("auth0|a/b", app_metadata={"plan": "gold", "signedUp": False})
     connect().set_user_flag("auth0|a/b", "signedUp")
