@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 import urllib3
 from auth0.rest import JsonResponse, RestClient, RestClientOptions
+from urllib3._collections import HTTPHeaderDict  # urllib3 1.26 exports it only there
 
 TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 
@@ -181,12 +182,28 @@ class PooledRestClient(RestClient):
         return self._process_response(self._transport.send(method, url, body, headers))
 
     def _parse(self, response: Answer):
+        if response.status_code == 429 and not _whole_number(response.headers.get("x-ratelimit-reset", "-1")):
+            # auth0-python reads a 429's Reset with int() and raises a bare
+            # ValueError on anything else (a fraction, a proxy's rewrite); the
+            # pacer reads the headers itself (last_answer), so the library
+            # gets the answer without that one.
+            headers = HTTPHeaderDict(response.headers)
+            del headers["x-ratelimit-reset"]
+            response = Answer(response.status_code, headers, response.text)
         if response.status_code < 400 and response.text.lstrip()[:1] == "[":
             try:
                 return _LogPageResponse(response, self._keep_raw)
             except ValueError:
                 pass  # not JSON after all: plain text, as the library parses it
         return super()._parse(response)
+
+
+def _whole_number(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _json_bytes(value: Any) -> bytes:

@@ -430,8 +430,8 @@ def test_every_request_sent_is_counted_as_an_api_call(tenant, connect):
 
 def empty_bucket(reset_in, limit=10, remaining=0, whole=False):
     """Rate-limit headers as Auth0 sends them; Reset to the hundredth of a
-    second unless `whole` (as Auth0 sends it, and as auth0-python insists
-    on for a 429), so a test waits a fraction of a second."""
+    second unless `whole` (as Auth0 sends it), so a test waits a fraction of
+    a second."""
     reset = time.time() + reset_in
     return {
         "X-RateLimit-Limit": str(limit),
@@ -679,6 +679,17 @@ def test_a_429_is_waited_out_and_the_same_call_goes_on(tenant, connect):
     page = api.logs_after("0")
     assert [entry["user_id"] for entry in page] == ["auth0|u0", "auth0|u1"]
     assert len(calls(tenant, "logs")) == 2 and api.stats.rate_limited == 1
+
+
+def test_a_429_whose_reset_is_no_whole_second_is_waited_out_not_a_crash(tenant, connect):
+    add_logins(tenant, 1)
+    tenant.fail_next("logs", 429, headers=lambda: empty_bucket(0.3))  # Reset "1796...48.37": int() refuses it
+    api = connect(budget=10)
+    with logged() as records:
+        page = api.logs_after("0")
+    assert [entry["user_id"] for entry in page] == ["auth0|u0"] and api.stats.rate_limited == 1
+    [waited] = messages(records)
+    assert waited.startswith("Auth0 rate limit (429) on logs: retrying logs in 0.")
 
 
 def test_a_5xx_is_retried_after_a_seconds_back_off_and_the_call_goes_on(tenant, connect):
