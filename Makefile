@@ -12,8 +12,11 @@ PY313 ?= $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python)))
 
 VERSION := $(shell sed -n 's/^version *= *//p' default/app.conf | head -1)
 # The end-to-end tests mostly wait on sockets and back-off sleeps: four
-# workers on two cores cut the wall time by more than half.
-PYTEST_ARGS ?= -n 4
+# workers on two cores cut the wall time by more than half. worksteal: an
+# idle worker takes tests still queued on a busy one. xdist's default
+# (load) left two workers idle for the last 3.5 of 5.7 minutes, the other
+# two behind the long end-to-end tests queued on them (212 s instead of 345).
+PYTEST_ARGS ?= -n 4 --dist worksteal
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help demo test check test-py39 test-py313 test-cim lint lib venvs clean check-pythons bench bench-state mutants
