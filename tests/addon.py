@@ -20,6 +20,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # interpreter that runs it (make test passes a bare venv: nothing installed,
 # like Splunk's own Python as far as our dependencies go).
 APP_DIR = os.path.abspath(os.environ.get("ADDON_APP_DIR") or REPO)
+# The app's KV store collections, which splunkd learns when the app is installed.
+COLLECTIONS_CONF = os.path.join(APP_DIR, "default", "collections.conf")
 ADDON_PYTHON = os.environ.get("ADDON_PYTHON") or sys.executable
 SCRIPT = os.path.join(APP_DIR, "bin", "auth0_activity.py")
 

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             with FakeTenant(ca=ca, log_token_exchanges=False) as tenant:
                 with FakeSplunkd(ca.server_ssl_context()) as splunkd:
                     add_test_clients(tenant)
-                    splunkd.load_collections_conf(os.path.join(addon.APP_DIR, "default", "collections.conf"))
+                    splunkd.load_collections_conf(addon.COLLECTIONS_CONF)
                     generate_activity(tenant, args.logs, users=args.users)
                     report(backend, run_until_caught_up(backend, python, tenant, splunkd, root, args, ca))
     return 0

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.addon import APP_DIR, REPO
+from tests.addon import APP_DIR, COLLECTIONS_CONF, REPO
 
 # Unit tests import the add-on's package and its vendored libraries directly.
 for _path in (os.path.join(APP_DIR, "lib"), os.path.join(APP_DIR, "bin"), REPO):
@@ -107,7 +107,7 @@ class Bed:
         self.state_store = state_store
         self.server_host = server_host
         # splunkd knows the app's KV store collections from its collections.conf.
-        splunkd.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
+        splunkd.load_collections_conf(COLLECTIONS_CONF)
         # splunkd validates an input's stanza externally on every create or
         # edit over REST (the masking write of a first run too), by running
         # the script with --validate-arguments.

@@ -72,9 +72,8 @@ def test_a_400_that_is_not_retention_stops_the_run_and_keeps_the_checkpoint(bed)
 def test_a_user_read_answered_with_no_user_stops_the_run_before_its_page_is_written(bed):
     first = bed.run()
     bed.tenant.add_user("auth0|late", app_metadata={"signedUp": True})
-    new = bed.tenant.add_log(
-        {"type": "s", "user_id": "auth0|late", "user_name": "late"}
-    )  # no loginsCount: the flag decides
+    # No loginsCount in the log: the flag decides between Signup and Login.
+    new = bed.tenant.add_log({"type": "s", "user_id": "auth0|late", "user_name": "late"})
     bed.tenant.fail_next("users_read", 200, body="<html><body>Service temporarily unavailable</body></html>")
     second = bed.run()
     assert second.returncode != 0

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import ssl
 
 import pytest
 
-from tests.addon import APP_DIR
+from tests.addon import COLLECTIONS_CONF
 from tests.fakes.splunkd import FakeSplunkd
-
-COLLECTIONS_CONF = os.path.join(APP_DIR, "default", "collections.conf")
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 from ta_auth0 import modinput
 from ta_auth0.kvstate import LEASES
 from ta_auth0.state import state_id
-from tests.addon import APP_DIR, input_xml, parse_stream
+from tests.addon import APP_DIR, COLLECTIONS_CONF, input_xml, parse_stream
 from tests.fakes.proxy import FakeProxy
 from tests.fakes.seed import MAIN_CLIENT_ID, MAIN_CLIENT_SECRET, add_test_clients
 from tests.fakes.splunkd import FakeSplunkd
@@ -71,7 +71,7 @@ class World:
         self.checkpoint_dir = os.path.join(root, "checkpoints")
         os.makedirs(self.checkpoint_dir)
         self.log_file = os.path.join(root, "splunk", "var", "log", "splunk", "ta_auth0.log")
-        splunkd.load_collections_conf(os.path.join(APP_DIR, "default", "collections.conf"))
+        splunkd.load_collections_conf(COLLECTIONS_CONF)
 
     def params(self, **overrides) -> dict:
         params = {
